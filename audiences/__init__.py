@@ -1,0 +1,1 @@
+"""Audiences (installed as ``warnpub.audiences``): areas, people, needs, devices, targeting."""

@@ -1,0 +1,1 @@
+"""Default configuration shipped inside the wheel (installed as ``warnpub.defaults``)."""

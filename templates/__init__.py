@@ -1,0 +1,1 @@
+"""Jinja2 templates per channel and language (installed as ``warnpub.templates``)."""

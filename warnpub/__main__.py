@@ -1,0 +1,5 @@
+import sys
+
+from warnpub.cli.main import main
+
+sys.exit(main())

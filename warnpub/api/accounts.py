@@ -1,0 +1,118 @@
+"""Operator sign-in and the audit log over the API."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from warnpub.api.bodies import json_object, text_field
+from warnpub.api.context import caller_of, services
+from warnpub.api.routes import RouteTable
+from warnpub.auth.callers import require_operator
+from warnpub.auth.operators import login
+from warnpub.clock import iso
+from warnpub.problems import Problem, unauthorized
+from warnpub.storage.tables import AuditEntry
+
+routes = RouteTable()
+
+
+@routes.route(
+    "POST",
+    "/api/v1/auth/login",
+    auth="none",
+    summary="Exchange an operator's username and password for a bearer token.",
+    request={
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["username", "password"],
+                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+            }
+        }
+    },
+    response={
+        "200": {
+            "description": "A bearer token",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "token": {"type": "string"},
+                            "role": {"type": "string"},
+                            "expires_in_s": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+    errors=(400, 401, 415, 422),
+)
+async def login_operator(request: web.Request) -> web.Response:
+    svc = services(request)
+    doc = await json_object(request)
+    username, password = text_field(doc, "username"), text_field(doc, "password")
+    async with svc.db.session() as session:
+        result = await login(session, username, password, svc.settings.security.token_ttl_minutes)
+    if result is None:
+        raise unauthorized("wrong username or password")
+    op, token = result
+    return web.json_response(
+        {
+            "token": token,
+            "role": op.role,
+            "username": op.username,
+            "expires_in_s": svc.settings.security.token_ttl_minutes * 60,
+        }
+    )
+
+
+@routes.route(
+    "GET",
+    "/api/v1/audit",
+    auth="supervisor or admin",
+    summary="The audit log, newest first; filter by action, subject or actor.",
+    params=tuple(
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+        for n in ("action", "subject", "actor", "before_seq")
+    ),
+    errors=(422,),
+)
+async def list_audit(request: web.Request) -> web.Response:
+    svc = services(request)
+    require_operator(await caller_of(request), "supervisor", "admin")
+    stmt = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(200)
+    q = request.query
+    for name, column in (
+        ("action", AuditEntry.action),
+        ("subject", AuditEntry.subject),
+        ("actor", AuditEntry.actor),
+    ):
+        if q.get(name):
+            stmt = stmt.where(column == q[name])
+    if q.get("before_seq"):
+        if not q["before_seq"].isdigit():
+            raise Problem(
+                422, "Invalid input", "before_seq must be a whole number", "invalid-input"
+            )
+        stmt = stmt.where(AuditEntry.seq < int(q["before_seq"]))
+    async with svc.db.session() as session:
+        rows = (await session.execute(stmt)).scalars().all()
+    return web.json_response(
+        {
+            "entries": [
+                {
+                    "seq": e.seq,
+                    "at": iso(e.at),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "subject": e.subject,
+                    "details": e.details,
+                    "hash": e.hash,
+                }
+                for e in rows
+            ]
+        }
+    )

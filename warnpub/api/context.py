@@ -1,0 +1,29 @@
+"""What every handler needs: settings, database, and the caller of the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from warnpub.auth.callers import Caller, identify
+from warnpub.config import Settings
+from warnpub.storage.engine import Database
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def caller_of(request: web.Request) -> Caller:
+    async with services(request).db.session() as session:
+        return await identify(session, request.headers.get("Authorization"))

@@ -1,0 +1,123 @@
+"""A route table that also writes the OpenAPI description, so no route goes undocumented."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+HandlerFn = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+@dataclass(slots=True)
+class Route:
+    method: str
+    path: str
+    handler: HandlerFn
+    summary: str
+    auth: str  # "none" | "agency" | "operator" | "agency or operator" | roles...
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    params: tuple[dict[str, Any], ...] = ()
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        auth: str,
+        request: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None,
+        errors: tuple[int, ...] = (),
+        params: tuple[dict[str, Any], ...] = (),
+    ) -> Callable[[HandlerFn], HandlerFn]:
+        def register(fn: HandlerFn) -> HandlerFn:
+            self.routes.append(
+                Route(method, path, fn, summary, auth, request, response or {}, errors, params)
+            )
+            return fn
+
+        return register
+
+    def add_to(self, app: web.Application) -> None:
+        for r in self.routes:
+            app.router.add_route(r.method, r.path, r.handler)
+
+    def openapi(self, components: dict[str, Any], version: str) -> dict[str, Any]:
+        paths: dict[str, Any] = {}
+        for r in self.routes:
+            op: dict[str, Any] = {
+                "summary": r.summary,
+                "operationId": f"{r.method.lower()}_{r.handler.__name__}",
+                "x-warnpub-auth": r.auth,
+                "responses": {},
+            }
+            if r.auth != "none":
+                op["security"] = [{"bearer": []}]
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _path_params(r.path)
+            ] + list(r.params)
+            if params:
+                op["parameters"] = params
+            if r.request:
+                op["requestBody"] = {"required": True, "content": r.request}
+            ok = r.response or {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            }
+            op["responses"].update(ok)
+            for status in sorted(set(r.errors) | ({401, 403} if r.auth != "none" else set())):
+                op["responses"][str(status)] = {
+                    "description": _REASONS.get(status, "Error"),
+                    "content": {"application/problem+json": {"schema": PROBLEM}},
+                }
+            paths.setdefault(r.path, {})[r.method.lower()] = op
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "warnpub API",
+                "version": version,
+                "description": "Agencies submit CAP 1.2 or JSON warnings; operators review them.",
+            },
+            "paths": paths,
+            "components": {
+                **components,
+                "securitySchemes": {
+                    "bearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "An agency API key (wpk_…) or an operator token (wpt_…)",
+                    }
+                },
+            },
+        }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+_REASONS = {
+    400: "Malformed request",
+    401: "Missing or bad credential",
+    403: "Outside the caller's role or scope",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Unsupported content type",
+    422: "Breaks a rule",
+}

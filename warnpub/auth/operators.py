@@ -1,0 +1,101 @@
+"""Operators (值班员), supervisors and admins: accounts, passwords, bearer tokens."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warnpub.audit.log import append as audit
+from warnpub.auth.secrets import check_password, hash_password, issue_token
+from warnpub.clock import utcnow
+from warnpub.problems import FieldError, conflict, invalid
+from warnpub.storage.tables import Operator, OperatorToken
+
+ROLES = ("operator", "supervisor", "admin")
+_USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+MIN_PASSWORD = 10
+
+
+async def add_operator(
+    session: AsyncSession, *, username: str, display_name: str, role: str, password: str, actor: str
+) -> Operator:
+    errors: list[FieldError] = []
+    if not _USERNAME.match(username):
+        errors.append(
+            FieldError(
+                "username",
+                "use 2-64 lower-case letters, digits, '.', '_' or '-', starting with a letter",
+            )
+        )
+    if role not in ROLES:
+        errors.append(FieldError("role", f"choose one of {', '.join(ROLES)}"))
+    if len(password) < MIN_PASSWORD:
+        errors.append(FieldError("password", f"use at least {MIN_PASSWORD} characters"))
+    if errors:
+        raise invalid("the operator cannot be added", errors)
+    if (await session.execute(select(Operator).where(Operator.username == username))).first():
+        raise conflict(f"an operator named {username} already exists")
+    op = Operator(
+        username=username,
+        display_name=display_name or username,
+        role=role,
+        password_hash=hash_password(password),
+    )
+    session.add(op)
+    await session.flush()
+    await audit(session, actor, "operator.added", f"operator:{username}", role=role)
+    return op
+
+
+async def list_operators(session: AsyncSession) -> list[Operator]:
+    return list((await session.execute(select(Operator).order_by(Operator.username))).scalars())
+
+
+async def login(
+    session: AsyncSession, username: str, password: str, ttl_minutes: int
+) -> tuple[Operator, str] | None:
+    """Check the password and issue a bearer token; None when refused.
+
+    Every attempt is audited; a refusal returns instead of raising so that the caller's
+    transaction commits the ``login.failed`` entry.
+    """
+    op = (
+        (await session.execute(select(Operator).where(Operator.username == username)))
+        .scalars()
+        .first()
+    )
+    if op is None or not op.active or not check_password(password, op.password_hash):
+        await audit(
+            session, f"anonymous:{username[:64]}", "login.failed", f"operator:{username[:64]}"
+        )
+        return None
+    token, token_hash = issue_token()
+    assert op.id is not None
+    session.add(
+        OperatorToken(
+            operator_id=op.id,
+            token_hash=token_hash,
+            expires_at=utcnow() + timedelta(minutes=ttl_minutes),
+        )
+    )
+    await audit(session, f"operator:{op.username}", "login", f"operator:{op.username}")
+    return op, token
+
+
+async def issue_operator_token(
+    session: AsyncSession, op: Operator, ttl_minutes: int, actor: str
+) -> str:
+    token, token_hash = issue_token()
+    assert op.id is not None
+    session.add(
+        OperatorToken(
+            operator_id=op.id,
+            token_hash=token_hash,
+            expires_at=utcnow() + timedelta(minutes=ttl_minutes),
+        )
+    )
+    await audit(session, actor, "operator.token_issued", f"operator:{op.username}")
+    return token

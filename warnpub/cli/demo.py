@@ -1,0 +1,248 @@
+"""``warnpub demo``: a demo county (Liyang) with agencies, operators and warnings, served locally.
+
+Everything goes through the real paths: migrations, the area loader, the agency and operator
+services, and the HTTP API for the sample warnings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from warnpub.audiences.areas import liyang_csv, load_areas
+from warnpub.auth import agencies, operators
+from warnpub.auth.secrets import generate_password
+from warnpub.cli.common import run, transaction
+from warnpub.cli.running import serve_until_stopped
+from warnpub.clock import utcnow
+from warnpub.config import Settings
+from warnpub.storage.migrate import upgrade
+
+BEIJING = timezone(timedelta(hours=8))
+CITY = "320481000000"
+
+AGENCIES = [
+    (
+        "QX",
+        "溧阳市气象局",
+        "qx@320481",
+        [
+            "rainstorm",
+            "typhoon",
+            "gale",
+            "thunderstorm",
+            "hail",
+            "heat",
+            "cold_wave",
+            "blizzard",
+            "fog",
+            "road_icing",
+        ],
+    ),
+    ("SL", "溧阳市水利局", "sl@320481", ["flood"]),
+    ("ZRZY", "溧阳市自然资源和规划局", "zrzy@320481", ["landslide", "mountain_torrent"]),
+    ("WJ", "溧阳市卫生健康委员会", "wj@320481", ["epidemic"]),
+    ("GA", "溧阳市公安局", "ga@320481", ["public_security"]),
+]
+OPERATORS = [
+    ("duty1", "值班员一", "operator"),
+    ("duty2", "值班员二", "operator"),
+    ("chief", "值班领导", "supervisor"),
+    ("admin", "系统管理员", "admin"),
+]
+
+
+def _alert_json(
+    level_severity: str, event: str, headline: str, area_desc: str, code: str, hours: int
+) -> dict[str, Any]:
+    sent = utcnow().astimezone(BEIJING).replace(microsecond=0)
+    return {
+        "sent": sent.isoformat(),
+        "status": "Actual",
+        "msg_type": "Alert",
+        "scope": "Public",
+        "infos": [
+            {
+                "language": "zh-CN",
+                "categories": ["Met"],
+                "event": event,
+                "urgency": "Immediate",
+                "severity": level_severity,
+                "certainty": "Likely",
+                "expires": (sent + timedelta(hours=hours)).isoformat(),
+                "sender_name": "溧阳市气象局",
+                "headline": headline,
+                "description": f"{headline}。请注意防范。",
+                "instruction": "减少外出，远离河道和低洼地带。",
+                "areas": [
+                    {
+                        "area_desc": area_desc,
+                        "geocodes": [{"value_name": "CPEAS Geographic Code", "value": code}],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _cap_xml(sender: str, identifier: str) -> str:
+    sent = utcnow().astimezone(BEIJING).replace(microsecond=0)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>{sender}</sender>
+  <sent>{sent.isoformat()}</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <language>zh-CN</language>
+    <category>Met</category>
+    <event>洪水</event>
+    <urgency>Expected</urgency>
+    <severity>Severe</severity>
+    <certainty>Likely</certainty>
+    <expires>{(sent + timedelta(hours=12)).isoformat()}</expires>
+    <senderName>溧阳市水利局</senderName>
+    <headline>溧阳市水利局发布洪水橙色预警</headline>
+    <description>受持续强降雨影响，天目湖镇沿河地区水位将超过警戒水位。</description>
+    <instruction>沿河低洼地区群众请做好转移准备。</instruction>
+    <area>
+      <areaDesc>天目湖镇</areaDesc>
+      <geocode><valueName>CPEAS Geographic Code</valueName><value>320481106000</value></geocode>
+    </area>
+  </info>
+</alert>
+"""
+
+
+async def _setup(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
+    keys: dict[str, str] = {}
+    passwords: dict[str, str] = {}
+    async with transaction(settings) as s:
+        await load_areas(s, liyang_csv())
+        for code, name, sender, hazards in AGENCIES:
+            new = await agencies.add_agency(
+                s,
+                settings,
+                code=code,
+                name=name,
+                sender=sender,
+                hazards=hazards,
+                areas=[CITY],
+                actor="demo",
+            )
+            keys[code] = new.key.key
+        for username, display, role in OPERATORS:
+            passwords[username] = generate_password()
+            await operators.add_operator(
+                s,
+                username=username,
+                display_name=display,
+                role=role,
+                password=passwords[username],
+                actor="demo",
+            )
+    return keys, passwords
+
+
+async def _submit_samples(base: str, keys: dict[str, str]) -> list[dict[str, Any]]:
+    answers = []
+    async with aiohttp.ClientSession(base) as http:
+        samples = [
+            (
+                "QX",
+                _alert_json(
+                    "Minor", "暴雨", "溧阳市气象台发布暴雨蓝色预警", "社渚镇", "320481116000", 6
+                ),
+            ),
+            (
+                "QX",
+                _alert_json("Extreme", "暴雨", "溧阳市气象台发布暴雨红色预警", "溧阳市", CITY, 12),
+            ),
+            (
+                "ZRZY",
+                _alert_json(
+                    "Moderate",
+                    "地质灾害",
+                    "溧阳市自然资源局发布地质灾害黄色预警",
+                    "戴埠镇",
+                    "320481103000",
+                    24,
+                ),
+            ),
+        ]
+        for code, doc in samples:
+            async with http.post(
+                "/api/v1/warnings", json=doc, headers={"Authorization": f"Bearer {keys[code]}"}
+            ) as r:
+                answers.append(await r.json())
+        xml = _cap_xml("sl@320481", f"sl-demo-{utcnow():%Y%m%d%H%M%S}")
+        async with http.post(
+            "/api/v1/warnings",
+            data=xml.encode(),
+            headers={
+                "Authorization": f"Bearer {keys['SL']}",
+                "Content-Type": "application/cap+xml",
+            },
+        ) as r:
+            answers.append(await r.json())
+    return answers
+
+
+def _print_guide(
+    base: str, keys: dict[str, str], passwords: dict[str, str], answers: list[dict[str, Any]]
+) -> None:
+    print("\n=== warnpub demo: Liyang (溧阳市) warning release centre ===")
+    print(f"API description : {base}/api/v1/openapi.json")
+    print(f"Health          : {base}/healthz")
+    print("\nAgencies and their API keys (demo only):")
+    for code, key in keys.items():
+        print(f"  {code:5} {key}")
+    print("\nOperators and passwords (demo only):")
+    for username, password in passwords.items():
+        print(f"  {username:6} {password}")
+    print("\nSample warnings submitted through the API:")
+    for a in answers:
+        print(
+            f"  {a.get('id')}  {a.get('level', ''):6} {a.get('state', ''):9} "
+            f"{'GREEN CHANNEL ' if a.get('green_channel') else ''}{a.get('headline', a.get('detail', ''))}"
+        )
+    print("\nTry:")
+    print(
+        f"  TOKEN=$(curl -s -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' "
+        f'-d \'{{"username":"duty1","password":"{passwords["duty1"]}"}}\' | python3 -c \'import json,sys;print(json.load(sys.stdin)["token"])\')'
+    )
+    print(f'  curl -s {base}/api/v1/review/queue -H "Authorization: Bearer $TOKEN"')
+    print(
+        f'  curl -s -X POST {base}/api/v1/warnings/<id>/approve -H "Authorization: Bearer $TOKEN"'
+    )
+    print("\nStop with Ctrl-C.", flush=True)
+
+
+def demo(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.database)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    settings = settings.model_copy(deep=True)
+    settings.database.url = f"sqlite+aiosqlite:///{path}"
+    port = args.port if args.port is not None else settings.server.port
+    settings.server.public_url = f"http://{settings.server.host}:{port}"
+    upgrade(settings.database.url, schema=settings.database.schema_name)
+
+    async def body() -> int:
+        keys, passwords = await _setup(settings)
+
+        async def after_start(base: str) -> None:
+            _print_guide(base, keys, passwords, await _submit_samples(base, keys))
+
+        await serve_until_stopped(
+            settings, settings.server.host, port, after_start, stop_at_once=args.no_serve
+        )
+        return 0
+
+    return run(body)

@@ -1,0 +1,224 @@
+"""Configuration: packaged defaults, then a TOML file, then ``WARNPUB_<SECTION>_<KEY>`` variables.
+
+The documented default file is ``config/warnpub.toml`` (shipped inside the wheel as
+``warnpub.defaults/warnpub.toml``). A site file named by ``--config`` or ``WARNPUB_CONFIG`` is
+laid over it key by key; environment variables win over both.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from warnpub.problems import FieldError, Problem
+
+LEVELS = ("red", "orange", "yellow", "blue")
+SECRET_KEYS = frozenset({"secret_key", "password", "api_key", "token", "secret"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = Field(1_048_576, gt=0)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///var/warnpub.db"
+    # PostgreSQL only: the schema (search_path) holding warnpub's tables; empty = the default.
+    schema_name: str = ""
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError(
+                "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db"
+            )
+        return v
+
+
+class SecurityConfig(_Section):
+    secret_key: str = ""
+    token_ttl_minutes: int = Field(720, gt=0)
+
+
+class GreenChannelRule(_Section):
+    agencies: list[str]
+    levels: list[Literal["red", "orange", "yellow", "blue"]]
+
+
+class ReviewConfig(_Section):
+    two_person_levels: list[Literal["red", "orange", "yellow", "blue"]] = ["red", "orange"]
+    second_approver_roles: list[Literal["operator", "supervisor", "admin"]] = [
+        "supervisor",
+        "admin",
+    ]
+    deadline_minutes: dict[str, float] = {"red": 10, "orange": 15, "yellow": 30, "blue": 60}
+    green_channel: list[GreenChannelRule] = []
+
+    @field_validator("deadline_minutes")
+    @classmethod
+    def _every_level(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = [lv for lv in LEVELS if lv not in v]
+        unknown = [k for k in v if k not in LEVELS]
+        if missing or unknown:
+            raise ValueError(f"give a deadline for exactly {', '.join(LEVELS)}")
+        return v
+
+
+class Hazard(_Section):
+    zh: str
+    en: str
+    category: str
+
+
+class CapConfig(_Section):
+    division_geocode_names: list[str] = ["CPEAS Geographic Code"]
+    hazard_event_code: str = "warnpub:hazard"
+    hazards: dict[str, Hazard] = {}
+
+
+class TimersConfig(_Section):
+    tick_seconds: float = Field(1.0, gt=0)
+    lease_seconds: float = Field(30, gt=0)
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(_Section):
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    security: SecurityConfig = SecurityConfig()
+    review: ReviewConfig = ReviewConfig()
+    cap: CapConfig = CapConfig()
+    timers: TimersConfig = TimersConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def hazard_for(self, text: str) -> str | None:
+        """The hazard code that ``text`` names (a code, a Chinese or an English name)."""
+        needle = text.strip()
+        for code, hz in self.cap.hazards.items():
+            if needle in (code, hz.zh) or needle.lower() == hz.en.lower():
+                return code
+        return None
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = sorted(Settings.model_fields, key=len, reverse=True)
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("WARNPUB_") or name == "WARNPUB_CONFIG":
+            continue
+        rest = name[len("WARNPUB_") :].lower()
+        for section in sections:
+            if rest.startswith(section + "_"):
+                out.setdefault(section, {})[rest[len(section) + 1 :]] = _env_value(raw)
+                break
+    return out
+
+
+def default_config_text() -> str:
+    return resources.files("warnpub.defaults").joinpath("warnpub.toml").read_text("utf-8")
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Effective settings. Raises :class:`Problem` naming the key to fix on bad configuration."""
+    environ = os.environ if environ is None else environ
+    data = tomllib.loads(default_config_text())
+    chosen = path or environ.get("WARNPUB_CONFIG")
+    if chosen:
+        file = Path(chosen)
+        try:
+            site = tomllib.loads(file.read_text("utf-8"))
+        except FileNotFoundError:
+            raise Problem(400, "Bad configuration", f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise Problem(400, "Bad configuration", f"{file} is not valid TOML: {exc}") from None
+        if "review" in site and "green_channel" in site["review"]:
+            data["review"].pop("green_channel", None)
+        data = _deep_merge(data, site)
+    data = _deep_merge(data, _env_overrides(environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()
+        ]
+        raise Problem(
+            400, "Bad configuration", "the configuration has errors", errors=errors
+        ) from None
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """``value`` with every secret replaced by ``***`` (and passwords in URLs hidden)."""
+    if isinstance(value, dict):
+        return {k: masked(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, key) for v in value]
+    if key in SECRET_KEYS or key.endswith(("_secret", "_password", "_key", "_token")):
+        return "***" if value else ""
+    if key == "url" and isinstance(value, str) and "@" in value and ":" in value.split("@")[0]:
+        scheme, _, rest = value.partition("://")
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return value
+
+
+def show(settings: Settings) -> str:
+    """The effective configuration as TOML-like text, secrets masked."""
+    lines: list[str] = []
+    for section, values in masked(settings.model_dump(mode="json")).items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,54 @@
+"""The timer tick: APScheduler calls :meth:`TimerRunner.tick`, which claims and fires due timers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from warnpub.storage.engine import Database
+from warnpub.timers.store import Handler, claim_due, fire
+
+log = logging.getLogger("warnpub.timers")
+
+
+class TimerRunner:
+    def __init__(
+        self, db: Database, handlers: dict[str, Handler], *, tick_s: float, lease_s: float
+    ) -> None:
+        self.db, self.handlers = db, handlers
+        self.tick_s, self.lease_s = tick_s, lease_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._scheduler: AsyncIOScheduler | None = None
+
+    async def tick(self) -> int:
+        """Fire every due timer once; returns how many fired."""
+        fired = 0
+        while ids := await claim_due(self.db, self.owner, self.lease_s):
+            for timer_id in ids:
+                try:
+                    fired += await fire(self.db, timer_id, self.owner, self.handlers)
+                except Exception:
+                    log.exception("timer failed", extra={"timer_id": timer_id})
+            if len(ids) < 100:
+                break
+        return fired
+
+    def start(self) -> None:
+        self._scheduler = AsyncIOScheduler()
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.tick_s,
+            max_instances=1,
+            coalesce=True,
+            id="warnpub-timers",
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
