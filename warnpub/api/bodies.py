@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from warnpub.cap.json_parse import load_json
 from warnpub.problems import FieldError, Problem, bad_request, invalid
 
 JSON_TYPES = ("application/json",)
@@ -30,14 +30,8 @@ def require_type(request: web.Request, allowed: tuple[str, ...]) -> str:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise bad_request(f"the body is not UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
-    except json.JSONDecodeError as exc:
-        raise bad_request(
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    """A JSON object; malformed JSON, duplicate keys, NaN and non-UTF-8 bodies are 400s."""
+    doc = load_json(raw)
     if not isinstance(doc, dict):
         raise bad_request("the JSON body must be an object")
     return doc

@@ -90,7 +90,7 @@ async def submit_warning(request: web.Request) -> web.Response:
         alert = parse_alert_json(_defaults_for_json(parse_json_object(raw), caller))
     else:
         alert = parse_cap_xml(raw)
-        cap_xml = raw.decode("utf-8", errors="replace")
+        cap_xml = raw
     outcome = await submit(
         svc.db, svc.settings, caller, Submission(alert, body_hash(kind, raw), cap_xml, key)
     )

@@ -251,7 +251,7 @@ def cap_validate(args: argparse.Namespace, settings: Settings) -> int:
     bad = 0
     for path in args.files:
         report = validate_file(path)
-        print(f"{path}: {'valid' if report.ok else 'INVALID'}: {report.summary}")
+        print(f"{path}: {report.summary}" if report.ok else f"{path}: INVALID: {report.summary}")
         for err in report.errors:
             print(f"  - {err.field}: {err.message}")
         bad += not report.ok

@@ -231,13 +231,13 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.model_copy(deep=True)
     settings.database.url = f"sqlite+aiosqlite:///{path}"
     port = args.port if args.port is not None else settings.server.port
-    settings.server.public_url = f"http://{settings.server.host}:{port}"
     upgrade(settings.database.url, schema=settings.database.schema_name)
 
     async def body() -> int:
         keys, passwords = await _setup(settings)
 
         async def after_start(base: str) -> None:
+            settings.server.public_url = base  # the app reads it for status URLs
             _print_guide(base, keys, passwords, await _submit_samples(base, keys))
 
         await serve_until_stopped(

@@ -48,7 +48,8 @@ async def serve_until_stopped(
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        base = f"http://{host}:{port}"
+        bound_port = runner.addresses[0][1] if runner.addresses else port  # port 0: the OS chose
+        base = f"http://{host}:{bound_port}"
         try:
             print(
                 f"warnpub listening on {base}  (API description: {base}/api/v1/openapi.json)",

@@ -48,7 +48,7 @@ ACCEPTED_MSG_TYPES = ("Alert", "Update", "Cancel")
 class Submission:
     alert: Alert
     body_hash: str
-    cap_xml: str | None = None
+    cap_xml: bytes | None = None
     idempotency_key: str | None = None
 
 

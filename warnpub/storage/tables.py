@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from warnpub.clock import new_id, utcnow
@@ -97,7 +97,8 @@ class WarningRecord(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     content_hash: str = Field(max_length=64)
     alert: dict[str, Any] = _json(default_factory=dict)
-    cap_xml: str | None = None
+    # The CAP document exactly as received (bytes: any declared encoding, signatures intact).
+    cap_xml: bytes | None = Field(default=None, sa_type=LargeBinary)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -143,7 +143,7 @@ def upgrade() -> None:
     sa.Column('expires_at', warnpub.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('alert', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('cap_xml', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('cap_xml', sa.LargeBinary(), nullable=True),
     sa.Column('created_at', warnpub.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', warnpub.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('decided_at', warnpub.storage.types.UTCDateTime(timezone=True), nullable=True),
