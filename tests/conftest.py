@@ -21,7 +21,8 @@ from warnpub.storage.migrate import upgrade
 
 PG_URL = os.environ.get("WARNPUB_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Copies of ../shared/data kept in the repository (sources and licences in tests/data/README.md).
+SHARED_DATA = Path(__file__).resolve().parent / "data"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

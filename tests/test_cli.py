@@ -159,8 +159,7 @@ def test_config_env_override_and_bad_value(cli, tmp_path):
 def test_cap_validate_reports_each_file(cli):
     valid = sorted(p for p in (SHARED_DATA / "cap").glob("*") if p.suffix in (".cap", ".xml"))
     invalid = sorted((SHARED_DATA / "cap-invalid").glob("*.cap"))
-    if not valid or not invalid:
-        pytest.skip(f"shared CAP examples not found under {SHARED_DATA}")
+    assert len(valid) == 10 and len(invalid) == 4
     good = cli("cap", "validate", *map(str, valid))
     assert good.returncode == 0, good.stdout
     assert good.stdout.count(": valid CAP 1.2") == len(valid)

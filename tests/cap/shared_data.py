@@ -1,7 +1,8 @@
-"""Test inputs: the real CAP files in ../shared/data (see its README.md) and a Chinese alert.
+"""Test inputs: the real CAP files in tests/data (copied from ../shared/data, sources in
+tests/data/README.md) and a Chinese alert.
 
 Test modules parametrise over the example files at collection time, so this is a plain module
-rather than fixtures; when the shared data directory is missing, every such test is skipped.
+rather than fixtures.
 """
 
 from __future__ import annotations
@@ -15,26 +16,23 @@ from typing import Any
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 VALID_DIR = DATA / "cap"
 INVALID_DIR = DATA / "cap-invalid"
-MISSING = f"shared CAP data not found at {DATA} (see ../shared/data/README.md)"
 
 
 def valid_examples() -> list[Any]:
     """Every valid CAP 1.2 example file (cap12.xsd aside), one pytest param each."""
-    if not VALID_DIR.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING), id="no-data")]
     files = sorted(path for path in VALID_DIR.iterdir() if path.suffix != ".xsd")
     return [pytest.param(path, id=path.name) for path in files]
 
 
 def example(name: str) -> bytes:
-    """The bytes of one example, valid or invalid; skips the test when the data is missing."""
+    """The bytes of one example, valid or invalid."""
     for folder in (VALID_DIR, INVALID_DIR):
         if (folder / name).is_file():
             return (folder / name).read_bytes()
-    pytest.skip(MISSING if not DATA.is_dir() else f"{name} not found in {DATA}")
+    raise FileNotFoundError(f"{name} not found in {VALID_DIR} or {INVALID_DIR}")
 
 
 # A red rainstorm warning as China's release system would send it for 埭头镇 (320481101),
