@@ -16,9 +16,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from warnpub.audiences.divisions import write_out
 from warnpub.audiences.tables import Area
-
 from warnpub.problems import FieldError, invalid
 
 LEVELS = {

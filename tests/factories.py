@@ -7,7 +7,6 @@ from datetime import timedelta, timezone
 from typing import Any
 
 from warnpub.audiences.areas import liyang_csv, load_areas
-
 from warnpub.auth import agencies, operators
 from warnpub.clock import new_id, utcnow
 from warnpub.config import Settings

@@ -100,6 +100,49 @@ class LoggingConfig(_Section):
     format: Literal["json", "text"] = "json"
 
 
+ROUTE_CHANNELS = ("sms", "email", "voice", "speaker", "board", "relay")
+TIER_GROUPS = ("devices", "special_needs", "village_contacts", "rural_residents", "urban_residents")
+
+
+class AckConfig(_Section):
+    roles: list[str] = ["village_contact", "town_duty_officer"]
+
+
+class AudiencesConfig(_Section):
+    phone_region: str = "CN"
+    opt_out_levels: list[Literal["red", "orange", "yellow", "blue"]] = ["blue", "yellow"]
+    tiers: list[str] = list(TIER_GROUPS)
+    routes: dict[str, list[str]] = {"default": ["sms", "email"]}
+    ack_required: AckConfig = AckConfig()
+    roster_columns: dict[str, list[str]] = {}
+    need_labels: dict[str, list[str]] = {}
+    role_labels: dict[str, list[str]] = {}
+
+    @field_validator("tiers")
+    @classmethod
+    def _known_tiers(cls, v: list[str]) -> list[str]:
+        unknown = [t for t in v if t not in TIER_GROUPS]
+        if unknown or len(set(v)) != len(v) or set(v) != set(TIER_GROUPS):
+            raise ValueError(
+                f"list each of {', '.join(TIER_GROUPS)} exactly once, in priority order"
+            )
+        return v
+
+    @field_validator("routes")
+    @classmethod
+    def _known_channels(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if "default" not in v:
+            raise ValueError("give a default route")
+        for rule, steps in v.items():
+            for step in steps:
+                bad = [c for c in step.split("+") if c not in ROUTE_CHANNELS]
+                if bad or not step:
+                    raise ValueError(
+                        f"route {rule}: {step!r} names unknown channels {bad}; use {', '.join(ROUTE_CHANNELS)}"
+                    )
+        return v
+
+
 class Settings(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -108,6 +151,7 @@ class Settings(_Section):
     cap: CapConfig = CapConfig()
     timers: TimersConfig = TimersConfig()
     logging: LoggingConfig = LoggingConfig()
+    audiences: AudiencesConfig = AudiencesConfig()
 
     def hazard_for(self, text: str) -> str | None:
         """The hazard code that ``text`` names (a code, a Chinese or an English name)."""
