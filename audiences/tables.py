@@ -32,7 +32,21 @@ class Person(SQLModel, table=True):
     """Someone to reach: a resident, a village contact (村联络员), a town duty officer, …"""
 
     __tablename__ = "people"
-    __table_args__ = (Index("ix_people_area_role", "area_code", "role"),)
+    __table_args__ = (
+        # Covers the targeting queries: a city of a million people is read from the index alone,
+        # in area order, without touching the table.
+        Index(
+            "ix_people_targeting",
+            "area_code",
+            "needs",
+            "role",
+            "opt_out",
+            "phone",
+            "email",
+            "relay_contact_id",
+            "language",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     # The roster's own id for this person; re-importing a roster updates by it.

@@ -8,6 +8,8 @@ from sqlalchemy import select
 from warnpub.api.bodies import json_object, text_field
 from warnpub.api.context import caller_of, services
 from warnpub.api.routes import RouteTable
+from warnpub.audiences.plan import preview, preview_json
+from warnpub.audiences.targeting import Scope
 from warnpub.auth.callers import require_operator
 from warnpub.clock import iso
 from warnpub.intake.views import warning_summary
@@ -133,3 +135,20 @@ async def list_escalations(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+@routes.route(
+    "GET",
+    "/api/v1/warnings/{warning_id}/plan",
+    auth="operator",
+    summary="Plan preview: targets per tier, channel, town and needs group, and who has no working route.",
+    errors=(404,),
+)
+async def plan_preview(request: web.Request) -> web.Response:
+    svc = services(request)
+    require_operator(await caller_of(request), *STAFF)
+    async with svc.db.reader() as session:
+        warning = await review.load(session, request.match_info["warning_id"], lock=False)
+        plan = await preview(session, svc.settings, await Scope.of(session, warning))
+        body = await preview_json(session, plan, svc.settings.audiences.tiers)
+    return web.json_response({"warning_id": warning.id, "level": warning.level, **body})

@@ -28,9 +28,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def make_engine(url: str, *, echo: bool = False, schema: str = "", **kwargs: Any) -> AsyncEngine:
-    """An async engine. SQLite files get WAL, foreign keys, a busy timeout and BEGIN IMMEDIATE,
-    so that concurrent writers queue instead of failing half-way through a transaction."""
+def make_engine(
+    url: str, *, echo: bool = False, schema: str = "", immediate: bool = True, **kwargs: Any
+) -> AsyncEngine:
+    """An async engine. SQLite files get WAL, foreign keys, a busy timeout and (``immediate``)
+    BEGIN IMMEDIATE, so that concurrent writers queue instead of failing half-way through a
+    transaction. ``immediate=False`` gives plain deferred transactions for long reads, which in
+    WAL mode see one snapshot and never hold up writers."""
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +54,7 @@ def make_engine(url: str, *, echo: bool = False, schema: str = "", **kwargs: Any
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if schema:
@@ -71,6 +75,13 @@ class Database:
         self.url, self.schema = url, schema
         self.engine = make_engine(url, echo=echo, schema=schema, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Long reads (targeting a city, reports) must not take SQLite's write lock.
+        self.read_engine = (
+            make_engine(url, echo=echo, immediate=False, **kwargs)
+            if self.engine.dialect.name == "sqlite"
+            else self.engine
+        )
+        self._readers = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -82,5 +93,13 @@ class Database:
         async with self._sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction: one consistent snapshot; SQLite writers are not held up."""
+        async with self._readers() as session, session.begin():
+            yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()

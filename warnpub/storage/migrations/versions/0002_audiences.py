@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_id')
     )
     with op.batch_alter_table('people', schema=None) as batch_op:
-        batch_op.create_index('ix_people_area_role', ['area_code', 'role'], unique=False)
+        batch_op.create_index('ix_people_targeting', ['area_code', 'needs', 'role', 'opt_out', 'phone', 'email', 'relay_contact_id', 'language'], unique=False)
         batch_op.create_index(batch_op.f('ix_people_needs'), ['needs'], unique=False)
         batch_op.create_index(batch_op.f('ix_people_relay_contact_id'), ['relay_contact_id'], unique=False)
 
@@ -83,7 +83,7 @@ def downgrade() -> None:
     with op.batch_alter_table('people', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_people_relay_contact_id'))
         batch_op.drop_index(batch_op.f('ix_people_needs'))
-        batch_op.drop_index('ix_people_area_role')
+        batch_op.drop_index('ix_people_targeting')
 
     op.drop_table('people')
     with op.batch_alter_table('devices', schema=None) as batch_op:
