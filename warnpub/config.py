@@ -143,6 +143,34 @@ class AudiencesConfig(_Section):
         return v
 
 
+class DispatchConfig(_Section):
+    # How long a claimed delivery stays claimed before another worker may take it over.
+    lease_seconds: float = Field(60, gt=0)
+    # Deliveries claimed per round, per channel instance.
+    claim_batch: int = Field(500, gt=0)
+    # Retries of transient failures: exponential backoff with full jitter, up to a deadline.
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+    retry_deadline_s: float = Field(3600.0, gt=0)
+    # Circuit breaker: this many consecutive failures opens it for open_seconds.
+    breaker_failures: int = Field(20, gt=0)
+    breaker_open_s: float = Field(10.0, gt=0)
+    # A gateway whose recent error rate passes this is demoted until it recovers.
+    demote_error_rate: float = Field(0.5, gt=0, le=1)
+    # A SENT message whose receipt has not come after this becomes final (expired).
+    receipt_timeout_s: float = Field(3600.0, gt=0)
+    # Plan rows written per transaction when a warning is approved.
+    plan_chunk: int = Field(5000, gt=0)
+
+
+class RenderConfig(_Section):
+    # A warning's SMS is kept within this many parts; longer text is cut and links to the full text.
+    sms_max_parts: int = Field(3, ge=1, le=10)
+    # Where the full text of a warning is published ({id} is the warning id).
+    full_text_url: str = "http://127.0.0.1:8080/w/{id}"
+    default_language: str = "zh-CN"
+
+
 class Settings(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -152,6 +180,11 @@ class Settings(_Section):
     timers: TimersConfig = TimersConfig()
     logging: LoggingConfig = LoggingConfig()
     audiences: AudiencesConfig = AudiencesConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    render: RenderConfig = RenderConfig()
+    # Channel instances by kind: {"sms": [{"name": "sim", "adapter": "http_json", …}], …}.
+    # Each adapter validates its own entries (see docs/channels.md).
+    channels: dict[str, list[dict[str, Any]]] = {}
 
     def hazard_for(self, text: str) -> str | None:
         """The hazard code that ``text`` names (a code, a Chinese or an English name)."""
