@@ -9,6 +9,7 @@ tier whose group includes them. Within a tier, a more severe warning goes first
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select, true
 
@@ -39,15 +40,33 @@ def tier_of(tiers: Sequence[str], *, needs: int, role: str, urban_rural: str | N
     raise ValueError(f"tiers {list(tiers)} leave out a person; list every group")
 
 
-def group_sql(group: str) -> ColumnElement[bool]:
+@dataclass(frozen=True, slots=True)
+class AreaSplit:
+    """The area codes in a warning's scope, split by urban-rural class.
+
+    Given as explicit lists, the rural and urban tiers read only their own villages' index
+    ranges instead of scanning the whole scope and testing every row. Beyond ``MAX_LISTED``
+    codes (a province) the split is expressed as a subquery instead.
+    """
+
+    rural: tuple[str, ...] | None = None
+    urban: tuple[str, ...] | None = None
+
+
+MAX_LISTED = 20_000
+
+
+def group_sql(group: str, split: AreaSplit = AreaSplit()) -> ColumnElement[bool]:
     """The same group as a SQL condition over ``people``."""
     if group == "special_needs":
         return Person.needs != 0
     if group == "village_contacts":
         return Person.role.in_(CONTACT_ROLES)
     if group == "rural_residents":
-        return Person.area_code.in_(_rural_codes())
+        return Person.area_code.in_(split.rural if split.rural is not None else _rural_codes())
     if group == "urban_residents":
+        if split.urban is not None:
+            return Person.area_code.in_(split.urban)
         return Person.area_code.not_in(_rural_codes())
     return false()
 
@@ -58,10 +77,12 @@ def _rural_codes() -> Select[tuple[str]]:
     return select(Area.code).where(Area.urban_rural.in_(RURAL_CLASSES))
 
 
-def tier_sql(tiers: Sequence[str], index: int) -> ColumnElement[bool]:
+def tier_sql(
+    tiers: Sequence[str], index: int, split: AreaSplit = AreaSplit()
+) -> ColumnElement[bool]:
     """People in tier ``index``: in its group and in no group listed before it."""
-    earlier = [group_sql(g) for g in tiers[:index] if g in PERSON_GROUPS]
-    return and_(group_sql(tiers[index]), not_(or_(*earlier)) if earlier else true())
+    earlier = [group_sql(g, split) for g in tiers[:index] if g in PERSON_GROUPS]
+    return and_(group_sql(tiers[index], split), not_(or_(*earlier)) if earlier else true())
 
 
 def priority(tier: int, level_rank: int) -> int:

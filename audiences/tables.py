@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index
+from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from warnpub.clock import utcnow
@@ -28,6 +28,19 @@ class Area(SQLModel, table=True):
     geometry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONDoc, nullable=True))
 
 
+TARGETING_COLUMNS = (
+    "area_code",
+    "needs",
+    "role",
+    "opt_out",
+    "phone",
+    "email",
+    "relay_contact_id",
+    "language",
+)
+CONTACTS_WHERE = "role IN ('village_contact', 'town_duty_officer')"
+
+
 class Person(SQLModel, table=True):
     """Someone to reach: a resident, a village contact (村联络员), a town duty officer, …"""
 
@@ -35,16 +48,20 @@ class Person(SQLModel, table=True):
     __table_args__ = (
         # Covers the targeting queries: a city of a million people is read from the index alone,
         # in area order, without touching the table.
+        Index("ix_people_targeting", *TARGETING_COLUMNS),
+        # The small tiers get small partial indexes of their own, so that finding the special-
+        # needs people and the contacts of a city does not scan everyone.
         Index(
-            "ix_people_targeting",
-            "area_code",
-            "needs",
-            "role",
-            "opt_out",
-            "phone",
-            "email",
-            "relay_contact_id",
-            "language",
+            "ix_people_special",
+            *TARGETING_COLUMNS,
+            sqlite_where=text("needs != 0"),
+            postgresql_where=text("needs != 0"),
+        ),
+        Index(
+            "ix_people_contacts",
+            *TARGETING_COLUMNS,
+            sqlite_where=text(CONTACTS_WHERE),
+            postgresql_where=text(CONTACTS_WHERE),
         ),
     )
 
@@ -58,7 +75,7 @@ class Person(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254)
     language: str = Field(default="zh-CN", max_length=16)
     # Bit flags of audiences.needs.Need; 0 = no special needs.
-    needs: int = Field(default=0, index=True)
+    needs: int = 0
     needs_note: str = Field(default="", max_length=500)
     # The village contact responsible for visiting this person.
     relay_contact_id: int | None = Field(default=None, foreign_key="people.id", index=True)

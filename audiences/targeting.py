@@ -19,9 +19,16 @@ from sqlalchemy import Row, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audiences.divisions import significant_prefix
-from warnpub.audiences.priority import PERSON_GROUPS, priority, tier_sql
+from warnpub.audiences.priority import (
+    MAX_LISTED,
+    PERSON_GROUPS,
+    RURAL_CLASSES,
+    AreaSplit,
+    priority,
+    tier_sql,
+)
 from warnpub.audiences.routes import Reach, Route, RouteChoice, RoutePolicy
-from warnpub.audiences.tables import Device, Person
+from warnpub.audiences.tables import Area, Device, Person
 from warnpub.config import Settings
 from warnpub.review.policy import LEVEL_RANK
 from warnpub.storage.tables import WarningArea, WarningRecord
@@ -107,12 +114,15 @@ class Targeter:
         for d in devices:
             kinds_in.setdefault(d.area_code, set()).add(DEVICE_CHANNEL.get(d.kind, d.kind))
         opt_out = scope.level in self.settings.audiences.opt_out_levels
+        split = await self._split(session, prefixes)
         for index, group in enumerate(self.tiers):
             if group == "devices":
                 if devices:
                     yield [self._device_target(d, index, rank) for d in devices]
                 continue
-            async for batch in self._people(session, prefixes, index, rank, kinds_in, opt_out):
+            async for batch in self._people(
+                session, prefixes, split, index, rank, kinds_in, opt_out
+            ):
                 yield batch
 
     def _device_target(self, d: Device, index: int, rank: int) -> Target:
@@ -121,6 +131,17 @@ class Targeter:
         return Target(
             "device", d.id or 0, d.area_code, index, "devices", priority(index, rank), choice
         )
+
+    async def _split(self, session: AsyncSession, prefixes: list[str]) -> AreaSplit:
+        codes = (
+            await session.execute(
+                select(Area.code, Area.urban_rural).where(in_areas(Area.code, prefixes))
+            )
+        ).all()
+        if len(codes) > MAX_LISTED:
+            return AreaSplit()
+        rural = tuple(c for c, ur in codes if ur in RURAL_CLASSES)
+        return AreaSplit(rural, tuple(c for c, ur in codes if ur not in RURAL_CLASSES))
 
     async def _devices(self, session: AsyncSession, prefixes: list[str]) -> list[Device]:
         stmt = (
@@ -134,6 +155,7 @@ class Targeter:
         self,
         session: AsyncSession,
         prefixes: list[str],
+        split: AreaSplit,
         index: int,
         rank: int,
         kinds_in: dict[str, set[str]],
@@ -152,7 +174,7 @@ class Targeter:
                 Person.email.is_not(None),
                 Person.relay_contact_id.is_not(None),
             )
-            .where(in_areas(Person.area_code, prefixes), tier_sql(self.tiers, index))
+            .where(in_areas(Person.area_code, prefixes), tier_sql(self.tiers, index, split))
             .order_by(Person.area_code)
         )
         if honour_opt_out:

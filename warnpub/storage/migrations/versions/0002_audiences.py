@@ -66,7 +66,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('people', schema=None) as batch_op:
         batch_op.create_index('ix_people_targeting', ['area_code', 'needs', 'role', 'opt_out', 'phone', 'email', 'relay_contact_id', 'language'], unique=False)
-        batch_op.create_index(batch_op.f('ix_people_needs'), ['needs'], unique=False)
+        batch_op.create_index('ix_people_special', ['area_code', 'needs', 'role', 'opt_out', 'phone', 'email', 'relay_contact_id', 'language'], unique=False, sqlite_where=sa.text('needs != 0'), postgresql_where=sa.text('needs != 0'))
+        batch_op.create_index('ix_people_contacts', ['area_code', 'needs', 'role', 'opt_out', 'phone', 'email', 'relay_contact_id', 'language'], unique=False, sqlite_where=sa.text("role IN ('village_contact', 'town_duty_officer')"), postgresql_where=sa.text("role IN ('village_contact', 'town_duty_officer')"))
         batch_op.create_index(batch_op.f('ix_people_relay_contact_id'), ['relay_contact_id'], unique=False)
 
     with op.batch_alter_table('areas', schema=None) as batch_op:
@@ -82,7 +83,8 @@ def downgrade() -> None:
 
     with op.batch_alter_table('people', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_people_relay_contact_id'))
-        batch_op.drop_index(batch_op.f('ix_people_needs'))
+        batch_op.drop_index('ix_people_contacts')
+        batch_op.drop_index('ix_people_special')
         batch_op.drop_index('ix_people_targeting')
 
     op.drop_table('people')
