@@ -365,3 +365,75 @@ async def test_json_with_duplicate_keys_is_400(client, db, world):
     )
     assert r.status == 400 and "status" in (await r.json())["detail"]
     assert await counts(db) == before
+
+
+def _polygon_alert(
+    points: list[tuple[float, float]] | None = None, circle: str | None = None
+) -> dict:
+    doc = alert_json()
+    area = {"area_desc": "沿河地带"}
+    if points:
+        area["polygons"] = [points]
+    if circle:
+        area["circles"] = [circle]
+    doc["infos"][0]["areas"] = [area]
+    return doc
+
+
+async def _shezhu_boundary(db) -> None:
+    """Give 社渚村 a square boundary around 31.30N 119.40E."""
+    import json
+
+    from warnpub.audiences.areas import load_areas_geojson
+
+    square = [[119.39, 31.29], [119.41, 31.29], [119.41, 31.31], [119.39, 31.31], [119.39, 31.29]]
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [square]},
+        "properties": {
+            "code": VILLAGE_SHEZHU,
+            "name": "社渚村",
+            "level": "village",
+            "parent_code": "320481116",
+        },
+    }
+    async with db.session() as s:
+        await load_areas_geojson(
+            s, json.dumps({"type": "FeatureCollection", "features": [feature]})
+        )
+
+
+async def test_polygon_and_circle_areas_resolve_to_villages(client, db, world):
+    await _shezhu_boundary(db)
+    # CAP writes lat,lon.
+    poly = [
+        (31.295, 119.395),
+        (31.295, 119.405),
+        (31.305, 119.405),
+        (31.305, 119.395),
+        (31.295, 119.395),
+    ]
+    r = await client.post("/api/v1/warnings", json=_polygon_alert(poly), headers=world.agency("QX"))
+    assert r.status == 202, await r.text()
+    detail = await (
+        await client.get(f"/api/v1/warnings/{(await r.json())['id']}", headers=world.agency("QX"))
+    ).json()
+    assert detail["areas"] == [VILLAGE_SHEZHU]
+    flood = _polygon_alert(circle="31.30,119.40 0.5")
+    flood["infos"][0]["event"] = "洪水"
+    r = await client.post("/api/v1/warnings", json=flood, headers=world.agency("SL"))
+    assert r.status == 202, await r.text()  # the circle lies in 社渚镇, inside SL's areas
+    detail = await (
+        await client.get(f"/api/v1/warnings/{(await r.json())['id']}", headers=world.agency("SL"))
+    ).json()
+    assert detail["areas"] == [VILLAGE_SHEZHU]
+
+
+async def test_polygon_that_covers_nothing_is_422(client, db, world):
+    await _shezhu_boundary(db)
+    before = await counts(db)
+    far = [(30.0, 110.0), (30.0, 110.1), (30.1, 110.1), (30.1, 110.0), (30.0, 110.0)]
+    r = await client.post("/api/v1/warnings", json=_polygon_alert(far), headers=world.agency("QX"))
+    body = await r.json()
+    assert r.status == 422 and "covers no known" in str(body["errors"]), body
+    assert await counts(db) == before

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from warnpub.audiences.divisions import is_division_code
+from warnpub.audiences.geometry import codes_for_shapes
 from warnpub.auth.agencies import area_in_scope
-from warnpub.cap import Alert
+from warnpub.cap import Alert, Circle
 from warnpub.config import Settings
 from warnpub.problems import FieldError
 from warnpub.storage.tables import Agency
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A CAP area given only by polygons and circles; resolved to division codes by geometry."""
+
+    where: str
+    area_desc: str
+    polygons: list[list[tuple[float, float]]]
+    circles: list[Circle]
 
 
 @dataclass(slots=True)
@@ -22,7 +35,24 @@ class Ask:
 
     hazards: list[str] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
+    shapes: list[Shape] = field(default_factory=list)
     errors: list[FieldError] = field(default_factory=list)
+
+
+async def resolve_shapes(session: AsyncSession, ask: Ask) -> list[FieldError]:
+    """Add the division codes that each polygon/circle area covers; an error for any that covers none."""
+    errors: list[FieldError] = []
+    for shape in ask.shapes:
+        found = await codes_for_shapes(session, shape.polygons, shape.circles)
+        if not found:
+            errors.append(
+                FieldError(
+                    shape.where,
+                    f"area {shape.area_desc!r}: its polygon or circle covers no known village or town; check the coordinates (CAP writes lat,lon)",
+                )
+            )
+        ask.codes += [c for c in found if c not in ask.codes]
+    return errors
 
 
 def hazard_of(settings: Settings, alert: Alert, index: int) -> tuple[str | None, FieldError | None]:
@@ -64,13 +94,16 @@ def read_ask(settings: Settings, alert: Alert) -> Ask:
             codes = [g.value.strip() for g in area.geocodes if g.value_name in names]
             where = f"infos.{i}.areas.{j}"
             if not codes:
-                ask.errors.append(
-                    FieldError(
-                        where,
-                        f"area {area.area_desc!r} has no geocode named {' or '.join(sorted(names))}; "
-                        "polygon- or circle-only areas are not supported yet, add the division code",
+                if area.polygons or area.circles:
+                    ask.shapes.append(Shape(where, area.area_desc, area.polygons, area.circles))
+                else:
+                    ask.errors.append(
+                        FieldError(
+                            where,
+                            f"area {area.area_desc!r} names no place: give a geocode named "
+                            f"{' or '.join(sorted(names))} (a 12-digit division code), a polygon or a circle",
+                        )
                     )
-                )
             for code in codes:
                 if not is_division_code(code):
                     ask.errors.append(

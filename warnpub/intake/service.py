@@ -25,7 +25,7 @@ from warnpub.auth.callers import Caller
 from warnpub.cap import Alert, offline_errors
 from warnpub.clock import utcnow
 from warnpub.config import Settings
-from warnpub.intake.scope import read_ask, scope_errors
+from warnpub.intake.scope import read_ask, resolve_shapes, scope_errors
 from warnpub.intake.views import warning_summary
 from warnpub.problems import FieldError, Problem, conflict, forbidden, invalid
 from warnpub.review import policy, states
@@ -117,6 +117,10 @@ async def _submit(
             )
     if errors:
         raise invalid("the warning breaks the CAP rules", errors)
+    if shape_errors := await resolve_shapes(session, ask):
+        raise invalid(
+            "an area's polygon or circle covers no known area", shape_errors, kind="unknown-area"
+        )
     if scope := scope_errors(agency, ask):
         raise forbidden(
             f"the warning is outside agency {agency.code}'s authorisation",
