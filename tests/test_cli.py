@@ -36,6 +36,9 @@ COMMANDS = [
     ["cap", "validate"],
     ["config"],
     ["config", "show"],
+    ["audience"],
+    ["audience", "import"],
+    ["demo-data"],
 ]
 
 

@@ -31,6 +31,8 @@ class ServerConfig(_Section):
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(1_048_576, gt=0)
+    # Roster files uploaded to POST /api/v1/audience/import may be this large.
+    max_upload_bytes: int = Field(64 * 1_048_576, gt=0)
 
 
 class DatabaseConfig(_Section):

@@ -7,19 +7,22 @@ from typing import Any
 from aiohttp import web
 
 from warnpub import __version__
-from warnpub.api import accounts, review, warnings
+from warnpub.api import accounts, audience, review, warnings
 from warnpub.api.context import SERVICES, Services
 from warnpub.api.middleware import problems
 from warnpub.api.routes import RouteTable
 from warnpub.cap import Alert
 from warnpub.config import Settings
+from warnpub.dispatch.dispatcher import Dispatcher
+from warnpub.dispatch.metrics import Metrics
 from warnpub.review.timers import HANDLERS
 from warnpub.storage.engine import Database
 from warnpub.timers.runner import TimerRunner
 
 meta = RouteTable()
-TABLES = (warnings.routes, review.routes, accounts.routes, meta)
+TABLES = (warnings.routes, review.routes, accounts.routes, audience.routes, meta)
 RUNNER: web.AppKey[TimerRunner] = web.AppKey("timer_runner", TimerRunner)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
 def _components() -> dict[str, Any]:
@@ -108,6 +111,25 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @meta.route(
+    "GET",
+    "/metrics",
+    auth="none",
+    summary="Prometheus metrics: deliveries by channel and state, queue depth by tier, send latency, gateway health.",
+    response={
+        "200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def metrics(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    registry = svc.dispatcher.metrics if svc.dispatcher is not None else request.app[METRICS]
+    await registry.refresh(svc.db)
+    return web.Response(body=registry.render(), content_type="text/plain", charset="utf-8")
+
+
+@meta.route(
     "GET", "/", auth="none", summary="Where to look: links to the API description and health check."
 )
 async def index(request: web.Request) -> web.Response:
@@ -124,9 +146,29 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
-def create_app(settings: Settings, db: Database, *, run_timers: bool = True) -> web.Application:
-    app = web.Application(middlewares=[problems], client_max_size=settings.server.max_body_bytes)
-    app[SERVICES] = Services(settings, db)
+def create_app(
+    settings: Settings,
+    db: Database,
+    *,
+    run_timers: bool = True,
+    dispatcher: Dispatcher | None = None,
+) -> web.Application:
+    """The application. With a ``dispatcher``, it is started and stopped with the app."""
+    # Each handler reads its body with its own limit (warnpub.api.bodies.read_body).
+    largest = max(settings.server.max_body_bytes, settings.server.max_upload_bytes)
+    app = web.Application(middlewares=[problems], client_max_size=largest)
+    app[SERVICES] = Services(settings, db, dispatcher)
+    app[METRICS] = Metrics()
+    if dispatcher is not None:
+
+        async def start_dispatch(_: web.Application) -> None:
+            await dispatcher.start()
+
+        async def stop_dispatch(_: web.Application) -> None:
+            await dispatcher.stop()
+
+        app.on_startup.append(start_dispatch)
+        app.on_shutdown.append(stop_dispatch)
     for table in TABLES:
         table.add_to(app)
     if run_timers:

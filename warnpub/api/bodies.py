@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from warnpub.api.context import services
 from warnpub.cap.json_parse import load_json
 from warnpub.problems import FieldError, Problem, bad_request, invalid
 
@@ -37,9 +38,28 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return doc
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 once it passes ``limit`` bytes (also when sent chunked)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(request.content_length, limit)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit or not request.content.at_eof():
+        raise too_large(None, limit)
+    return body
+
+
+def too_large(size: int | None, limit: int) -> Problem:
+    got = (
+        f"the request body is {size} bytes" if size is not None else "the request body is too large"
+    )
+    return Problem(413, "Body too large", f"{got}; the limit is {limit} bytes", "body-too-large")
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     require_type(request, JSON_TYPES)
-    return parse_json_object(await request.read())
+    return parse_json_object(
+        await read_body(request, services(request).settings.server.max_body_bytes)
+    )
 
 
 def text_field(doc: dict[str, Any], name: str, *, required: bool = True) -> str:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from warnpub.auth.callers import Caller, identify
 from warnpub.config import Settings
+from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.storage.engine import Database
 
 
@@ -15,6 +16,12 @@ from warnpub.storage.engine import Database
 class Services:
     settings: Settings
     db: Database
+    dispatcher: Dispatcher | None = None
+
+    def released(self, warning_id: str) -> None:
+        """A warning was approved, released by the green channel, or cancelled."""
+        if self.dispatcher is not None:
+            self.dispatcher.released(warning_id)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -27,16 +27,8 @@ def problem_response(problem: Problem) -> web.Response:
 
 @web.middleware
 async def problems(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    # Handlers refuse bodies over their own limit before reading them (api.bodies.read_body).
     limit = services(request).settings.server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return problem_response(
-            Problem(
-                413,
-                "Body too large",
-                f"the request body is {request.content_length} bytes; the limit is {limit}",
-                "body-too-large",
-            )
-        )
     try:
         return await handler(request)
     except Problem as problem:

@@ -62,6 +62,7 @@ async def approve_warning(request: web.Request) -> web.Response:
     async with svc.db.session() as session:
         warning = await review.approve(session, svc.settings, request.match_info["warning_id"], op)
         given = len(await review.approvals(session, warning.id))
+    svc.released(warning.id)
     return web.json_response(warning_summary(svc.settings, warning, approvals_given=given))
 
 
@@ -98,6 +99,7 @@ async def cancel_warning(request: web.Request) -> web.Response:
     reason = text_field(await json_object(request), "reason")
     async with svc.db.session() as session:
         warning = await review.cancel(session, request.match_info["warning_id"], op, reason)
+    svc.released(warning.id)
     return web.json_response(warning_summary(svc.settings, warning))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from warnpub.api.bodies import CAP_TYPES, JSON_TYPES, parse_json_object, require_type
+from warnpub.api.bodies import CAP_TYPES, JSON_TYPES, parse_json_object, read_body, require_type
 from warnpub.api.context import caller_of, services
 from warnpub.api.routes import RouteTable
 from warnpub.auth.callers import Caller
@@ -75,7 +75,7 @@ async def submit_warning(request: web.Request) -> web.Response:
     svc = services(request)
     caller = await caller_of(request)
     kind = require_type(request, JSON_TYPES + CAP_TYPES)
-    raw = await request.read()
+    raw = await read_body(request, svc.settings.server.max_body_bytes)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise Problem(
@@ -94,6 +94,8 @@ async def submit_warning(request: web.Request) -> web.Response:
     outcome = await submit(
         svc.db, svc.settings, caller, Submission(alert, body_hash(kind, raw), cap_xml, key)
     )
+    if outcome.body.get("state") == "approved":
+        svc.released(outcome.body["id"])
     headers = {"Location": outcome.body["status_url"], **outcome.headers}
     return web.json_response(outcome.body, status=outcome.status, headers=headers)
 
