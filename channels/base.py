@@ -102,4 +102,6 @@ class Channel(Protocol):
         ...
 
 
-ChannelFactory = Any  # Callable[[str, Mapping[str, Any]], Channel]: (instance name, config) → channel
+ChannelFactory = (
+    Any  # Callable[[str, Mapping[str, Any]], Channel]: (instance name, config) → channel
+)

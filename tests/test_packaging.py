@@ -60,3 +60,11 @@ def test_wheel_contents(tmp_path):
             assert f"{dest}/{rel}" in names, (
                 f"{src}/{rel} is not packaged (add its package to pyproject.toml)"
             )
+    # Every Jinja2 template is in the wheel (sub-folders of templates/ are packages).
+    templates = sorted((ROOT / "templates").rglob("*.j2"))
+    assert templates, "no templates found under templates/"
+    for template in templates:
+        rel = template.relative_to(ROOT / "templates").as_posix()
+        assert f"warnpub/templates/{rel}" in names, (
+            f"templates/{rel} is not packaged (list its folder as a package in pyproject.toml)"
+        )

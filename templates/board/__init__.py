@@ -1,0 +1,1 @@
+"""Notice board templates (installed as ``warnpub.templates.board``)."""

@@ -1,0 +1,1 @@
+"""SMS templates (installed as ``warnpub.templates.sms``)."""

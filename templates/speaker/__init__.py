@@ -1,0 +1,1 @@
+"""Loudspeaker and voice templates (installed as ``warnpub.templates.speaker``)."""

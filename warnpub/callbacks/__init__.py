@@ -1,0 +1,4 @@
+"""Callbacks from peers (SMS delivery receipts, inbound replies): signatures and payload parsing.
+
+Pure functions only; the HTTP routes and the database side live with the dispatcher.
+"""
