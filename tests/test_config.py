@@ -58,3 +58,10 @@ def test_secrets_and_url_passwords_are_masked():
     text = show(s)
     assert "hunter2" not in text and "topsecret" not in text and "warn:***@db/x" in text
     assert masked({"callback_secret": "x", "name": "y"}) == {"callback_secret": "***", "name": "y"}
+
+
+def test_channel_credentials_are_masked():
+    s = load_settings(environ={})
+    s.channels = {"sms": [{"name": "a", "auth_value": "Bearer xyz", "callback_secret": "abc", "url": "http://x"}]}
+    text = show(s)
+    assert "xyz" not in text and "abc" not in text and "http://x" in text

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from warnpub.problems import FieldError, Problem
 
 LEVELS = ("red", "orange", "yellow", "blue")
-SECRET_KEYS = frozenset({"secret_key", "password", "api_key", "token", "secret"})
+SECRET_KEYS = frozenset({"secret_key", "password", "api_key", "token", "secret", "auth_value"})
 
 
 class _Section(BaseModel):

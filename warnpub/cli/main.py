@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from warnpub import __version__
-from warnpub.cli import admin, running
+from warnpub.cli import admin, audience, demo_data, gatewaysim, running
 from warnpub.config import Settings, load_settings
 from warnpub.problems import Problem
 
@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     running.register(sub)
     admin.register(sub)
+    audience.register(sub)
+    demo_data.register(sub)
+    gatewaysim.register(sub)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Commands that run the service: ``serve`` and ``demo``."""
+"""Commands that run the service: ``serve``, ``worker`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from typing import Any
 from aiohttp import web
 
 from warnpub.api.app import create_app
+from warnpub.channels.registry import build_channels
 from warnpub.cli.common import database, run
 from warnpub.config import Settings
+from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.logs import setup as setup_logging
+from warnpub.review.timers import HANDLERS
+from warnpub.timers.runner import TimerRunner
 
 
 def register(sub: Any) -> None:
@@ -22,7 +26,16 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--host", help="listen address (default from [server] host)")
     s.add_argument("--port", type=int, help="listen port (default from [server] port)")
+    s.add_argument(
+        "--no-dispatch",
+        action="store_true",
+        help="API (and review timers) only; run `warnpub worker` elsewhere to send",
+    )
     s.set_defaults(handler=serve)
+    w = sub.add_parser(
+        "worker", help="dispatch and timers only, no API (several may run against PostgreSQL)"
+    )
+    w.set_defaults(handler=worker)
     d = sub.add_parser(
         "demo", help="set up a demo county on SQLite, submit sample warnings, and serve it"
     )
@@ -41,10 +54,12 @@ async def serve_until_stopped(
     after_start: Callable[[str], Awaitable[None]] | None = None,
     *,
     stop_at_once: bool = False,
+    dispatch: bool = True,
 ) -> None:
     """Serve until SIGINT or SIGTERM; then stop taking requests, finish, close the database."""
     async with database(settings) as db:
-        runner = web.AppRunner(create_app(settings, db), access_log=None)
+        dispatcher = Dispatcher(db, settings, build_channels(settings)) if dispatch else None
+        runner = web.AppRunner(create_app(settings, db, dispatcher=dispatcher), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -58,11 +73,7 @@ async def serve_until_stopped(
             if after_start is not None:
                 await after_start(base)
             if not stop_at_once:
-                stopped = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stopped.set)
-                await stopped.wait()
+                await wait_for_stop()
         finally:
             await runner.cleanup()
 
@@ -73,7 +84,42 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else settings.server.port
 
     async def body() -> int:
-        await serve_until_stopped(settings, host, port)
+        await serve_until_stopped(settings, host, port, dispatch=not args.no_dispatch)
+        return 0
+
+    return run(body)
+
+
+async def wait_for_stop() -> None:
+    """Until SIGINT or SIGTERM."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    await stopped.wait()
+
+
+def worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Dispatch and timers without the API; SIGTERM stops claiming, finishes what is in flight."""
+    setup_logging(settings.logging.level, settings.logging.format)
+
+    async def body() -> int:
+        async with database(settings) as db:
+            dispatcher = Dispatcher(db, settings, build_channels(settings))
+            timers = TimerRunner(
+                db,
+                HANDLERS,
+                tick_s=settings.timers.tick_seconds,
+                lease_s=settings.timers.lease_seconds,
+            )
+            await dispatcher.start()
+            timers.start()
+            print(f"warnpub worker {dispatcher.owner} running", flush=True)
+            try:
+                await wait_for_stop()
+            finally:
+                timers.stop()
+                await dispatcher.stop()
         return 0
 
     return run(body)

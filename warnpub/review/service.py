@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warnpub.audit.log import append as audit
 from warnpub.clock import utcnow
 from warnpub.config import Settings
+from warnpub.dispatch import outbox
 from warnpub.problems import conflict, forbidden, invalid, not_found
 from warnpub.review import states
 from warnpub.review.policy import approvals_needed
@@ -163,7 +164,9 @@ async def cancel(
 async def _cancel(session: AsyncSession, warning: WarningRecord, actor: str, reason: str) -> None:
     states.move(warning, states.CANCELLED)
     await timers.cancel(session, warning_id=warning.id)
-    await audit(session, actor, "warning.cancelled", f"warning:{warning.id}", reason=reason)
+    stopped = await outbox.stop_open(session, warning.id, "cancelled", f"cancelled: {reason}"[:500])
+    await audit(session, actor, "warning.cancelled", f"warning:{warning.id}", reason=reason,
+                deliveries_stopped=stopped)
 
 
 async def expire(session: AsyncSession, warning: WarningRecord) -> bool:
@@ -172,7 +175,8 @@ async def expire(session: AsyncSession, warning: WarningRecord) -> bool:
         return False
     states.move(warning, states.EXPIRED)
     await timers.cancel(session, warning_id=warning.id)
-    await audit(session, "system", "warning.expired", f"warning:{warning.id}")
+    stopped = await outbox.stop_open(session, warning.id, "expired", "the warning expired")
+    await audit(session, "system", "warning.expired", f"warning:{warning.id}", deliveries_stopped=stopped)
     return True
 
 

@@ -103,6 +103,10 @@ class WarningRecord(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     post_reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Dispatch: when the plan (every first-step delivery row) was fully written, and when
+    # every delivery reached a final state.
+    planned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class WarningArea(SQLModel, table=True):
@@ -211,3 +215,62 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(default="0" * 64, max_length=64)
+
+
+class Delivery(SQLModel, table=True):
+    """One attempt to reach one target over one channel: the outbox and the queue in one table.
+
+    States: planned → queued → sending → sent → delivered | failed | expired | cancelled.
+    ``planned`` rows wait for an earlier step of the route; ``queued`` rows are due at
+    ``next_attempt_at``; ``sending`` rows are leased to a worker until ``lease_until``.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint(
+            "warning_id", "target_kind", "target_id", "channel", name="uq_delivery_target_channel"
+        ),
+        # The claim: due rows of one channel, highest priority first.
+        Index("ix_deliveries_claim", "channel", "state", "priority", "next_attempt_at"),
+        Index("ix_deliveries_warning_state", "warning_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    warning_id: str = Field(foreign_key="warnings.id", max_length=26)
+    target_kind: str = Field(max_length=8)  # person | device
+    target_id: int
+    channel: str = Field(max_length=16)  # sms | email | voice | speaker | board | relay
+    # Which step of the target's route this is, and the whole route ("sms|board|relay").
+    stage: int = 0
+    route: str = Field(default="", max_length=120)
+    tier: int = 0
+    priority: int = 0
+    area_code: str = Field(max_length=12)
+    language: str = Field(default="zh-CN", max_length=16)
+    ack_required: bool = False
+    state: str = Field(max_length=12)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The channel instance (e.g. SMS gateway) that took it, and that instance's message id.
+    gateway: str | None = Field(default=None, max_length=64)
+    provider_ref: str | None = Field(default=None, max_length=120, index=True)
+    last_error: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    final_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class InboundMessage(SQLModel, table=True):
+    """A message people sent us (an SMS reply), kept as received."""
+
+    __tablename__ = "inbound_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    gateway: str = Field(max_length=64)
+    sender: str = Field(max_length=32)  # E.164
+    text: str = Field(max_length=2000)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,1 @@
+"""Dispatch: plan → outbox → per-channel workers → results, receipts, retries, failover."""

@@ -1,0 +1,187 @@
+"""The dispatcher: planners, one worker per channel instance, and a sweeper, in one process.
+
+``warnpub serve`` runs it beside the API. It is woken in-process when a warning is released
+(approved or green channel) and polls the database as a fallback, so work released by
+another process, or left behind by a crash, is picked up too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from warnpub.audit.log import append as audit
+from warnpub.channels.base import Channel
+from warnpub.clock import utcnow
+from warnpub.config import Settings
+from warnpub.dispatch.metrics import Metrics
+from warnpub.dispatch.outbox import OPEN_STATES, release_expired_leases
+from warnpub.dispatch.planner import plan, unplanned
+from warnpub.dispatch.render import MessageRenderer
+from warnpub.dispatch.worker import ChannelWorker
+from warnpub.review import states
+from warnpub.storage.engine import Database
+from warnpub.storage.tables import Delivery, WarningRecord
+
+log = logging.getLogger("warnpub.dispatch")
+SWEEP_S = 2.0
+PLAN_POLL_S = 2.0
+
+
+class Dispatcher:
+    def __init__(
+        self, db: Database, settings: Settings, channels: dict[str, list[Channel]]
+    ) -> None:
+        self.db, self.settings, self.channels = db, settings, channels
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.renderer = MessageRenderer(settings)
+        self.metrics = Metrics()
+        self.workers: list[ChannelWorker] = []
+        for instances in channels.values():
+            total = sum(max(c.weight, 0.0) for c in instances) or 1.0
+            for channel in instances:
+                self.workers.append(
+                    ChannelWorker(
+                        db,
+                        settings,
+                        channel,
+                        self.renderer,
+                        self.owner,
+                        share=max(channel.weight, 0.0) / total,
+                        metrics=self.metrics,
+                    )
+                )
+        self._stopping = asyncio.Event()
+        self._plan_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._planning: dict[str, asyncio.Task[int]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for instances in self.channels.values():
+            for channel in instances:
+                await channel.start()
+        self._tasks = [
+            asyncio.create_task(w.run(self._stopping), name=w.owner) for w in self.workers
+        ]
+        self._tasks.append(asyncio.create_task(self._plan_loop(), name="planner"))
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweeper"))
+        log.info("dispatcher started", extra={"workers": [w.owner for w in self.workers]})
+
+    async def stop(self) -> None:
+        """Stop claiming; finish the round in flight; close the channels."""
+        self._stopping.set()
+        self._plan_wake.set()
+        for w in self.workers:
+            w.wake.set()
+        for task in self._planning.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._planning.values(), return_exceptions=True)
+        for instances in self.channels.values():
+            for channel in instances:
+                await channel.close()
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def released(self, warning_id: str | None = None) -> None:
+        """A warning was released (or cancelled): plan now instead of at the next poll."""
+        self._plan_wake.set()
+
+    def poke(self, kinds: Iterable[str] | None = None) -> None:
+        wanted = set(kinds) if kinds is not None else None
+        for w in self.workers:
+            if wanted is None or w.kind in wanted:
+                w.wake.set()
+
+    # -- loops -----------------------------------------------------------------------------------
+
+    async def _plan_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                for warning_id in await unplanned(self.db):
+                    if warning_id not in self._planning:
+                        self._planning[warning_id] = asyncio.create_task(self._plan(warning_id))
+            except Exception:
+                log.exception("planner poll failed")
+            self._plan_wake.clear()
+            try:
+                await asyncio.wait_for(self._plan_wake.wait(), timeout=PLAN_POLL_S)
+            except TimeoutError:
+                pass
+
+    async def _plan(self, warning_id: str) -> int:
+        try:
+            return await plan(self.db, self.settings, warning_id, self.poke)
+        except Exception:
+            log.exception("planning failed; it will be retried", extra={"warning_id": warning_id})
+            return 0
+        finally:
+            self._planning.pop(warning_id, None)
+
+    async def _sweep_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=SWEEP_S)
+            except TimeoutError:
+                pass
+
+    async def sweep(self) -> None:
+        """Reclaim dead workers' leases, end receipts that never came, complete finished warnings."""
+        if await release_expired_leases(self.db):
+            self.poke()
+        now = utcnow()
+        async with self.db.session() as session:
+            cutoff = now - timedelta(seconds=self.settings.dispatch.receipt_timeout_s)
+            await session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.state == "sent",
+                    Delivery.final_at.is_(None),
+                    Delivery.sent_at < cutoff,
+                )
+                .values(state="expired", final_at=now, last_error="no delivery receipt in time")
+            )
+            busy = select(Delivery.warning_id).where(Delivery.state.in_(OPEN_STATES)).distinct()
+            done = (
+                (
+                    await session.execute(
+                        select(WarningRecord)
+                        .where(
+                            WarningRecord.state == states.DISPATCHING,
+                            WarningRecord.planned_at.is_not(None),
+                            WarningRecord.id.not_in(busy),
+                        )
+                        .with_for_update()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for warning in done:
+                states.move(warning, states.COMPLETED)
+                warning.completed_at = now
+                count = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(Delivery)
+                        .where(Delivery.warning_id == warning.id)
+                    )
+                ).scalar_one()
+                await audit(
+                    session,
+                    "system",
+                    "warning.completed",
+                    f"warning:{warning.id}",
+                    deliveries=count,
+                )

@@ -1,0 +1,53 @@
+"""Turning a claimed delivery into a channel Message.
+
+One :class:`~warnpub.render.view.WarningView` is kept per warning; it caches each rendering per
+(channel, language), so a million deliveries of one warning render a handful of texts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from warnpub.channels.base import Message
+from warnpub.config import Settings
+from warnpub.dispatch.outbox import Claimed
+from warnpub.render.templates import Rendered, render
+from warnpub.render.view import WarningView
+from warnpub.storage.tables import WarningRecord
+
+VIEWS_KEPT = 64
+
+
+class MessageRenderer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._views: OrderedDict[str, WarningView] = OrderedDict()
+
+    async def view(self, session: AsyncSession, warning_id: str) -> WarningView:
+        view = self._views.get(warning_id)
+        if view is None:
+            warning = await session.get(WarningRecord, warning_id)
+            if warning is None:
+                raise LookupError(f"warning {warning_id} is gone")
+            view = self._views[warning_id] = WarningView.from_record(warning, self.settings)
+            while len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+        return view
+
+    async def rendered(self, session: AsyncSession, row: Claimed) -> Rendered:
+        return render(row.channel, await self.view(session, row.warning_id), row.language)
+
+    async def message(self, session: AsyncSession, row: Claimed, address: str) -> Message:
+        rendered = await self.rendered(session, row)
+        return Message(
+            delivery_id=row.id,
+            address=address,
+            text=rendered.text,
+            subject=rendered.subject or "",
+            html=rendered.html,
+            language=row.language,
+            priority=row.priority,
+            idempotency_key=f"wp-{row.id}",
+        )
