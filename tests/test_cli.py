@@ -173,8 +173,10 @@ def test_cap_validate_reports_each_file(cli):
 
 
 def test_demo_sets_up_submits_and_prints_where_to_look(cli):
-    r = cli("demo", "--no-serve", "--port", "0")
+    r = cli("demo", "--no-serve", "--port", "0", "--people", "2000")
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "/api/v1/openapi.json" in out and "GREEN CHANNEL" in out
     assert out.count("pending") == 3 and "wpk_" in out and "duty1" in out
+    # The green-channel warning went out through the built-in gateway simulator.
+    assert "red warning is completed" in out and '{channel="sms",state="delivered"}' in out

@@ -147,6 +147,8 @@ async def test_plan_preview_shows_counts_and_the_gap(client, db, settings):
     assert [row["name"] for row in plan["by_town"]] == ["社渚镇"]
     assert plan["no_route_total"] == 1 and plan["no_route"][0]["name"] == "无手机无联络员"
     assert plan["no_route"][0]["area"] == "河口社区" and plan["no_route"][0]["needs"] == ["no_phone"]
+    assert plan["sms"]["zh-CN"]["encoding"] == "UCS-2" and 1 <= plan["sms"]["zh-CN"]["parts"] <= 3
+    assert "暴雨橙色预警" in plan["sms"]["zh-CN"]["text"]  # the level in words, not only colour
     assert plan["first_channel"]["sms"] == 5  # elderly, contact, two rural (one opted out: orange reaches all), urban
     agency = await client.get(f"/api/v1/warnings/{w['id']}/plan", headers=world.agency("QX"))
     assert agency.status == 403

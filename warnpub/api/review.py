@@ -13,6 +13,7 @@ from warnpub.audiences.targeting import Scope
 from warnpub.auth.callers import require_operator
 from warnpub.clock import iso
 from warnpub.intake.views import warning_summary
+from warnpub.render.templates import sms_preview
 from warnpub.review import service as review
 from warnpub.storage.tables import Escalation
 
@@ -143,7 +144,7 @@ async def list_escalations(request: web.Request) -> web.Response:
     "GET",
     "/api/v1/warnings/{warning_id}/plan",
     auth="operator",
-    summary="Plan preview: targets per tier, channel, town and needs group, and who has no working route.",
+    summary="Plan preview: targets per tier, channel, town and needs group, who has no working route, and the SMS as it will be sent (encoding and part count per language).",
     errors=(404,),
 )
 async def plan_preview(request: web.Request) -> web.Response:
@@ -153,4 +154,5 @@ async def plan_preview(request: web.Request) -> web.Response:
         warning = await review.load(session, request.match_info["warning_id"], lock=False)
         plan = await preview(session, svc.settings, await Scope.of(session, warning))
         body = await preview_json(session, plan, svc.settings.audiences.tiers)
-    return web.json_response({"warning_id": warning.id, "level": warning.level, **body})
+    sms = sms_preview(warning, svc.settings)
+    return web.json_response({"warning_id": warning.id, "level": warning.level, **body, "sms": sms})

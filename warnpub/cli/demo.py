@@ -7,19 +7,23 @@ services, and the HTTP API for the sample warnings.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from warnpub.audiences.areas import liyang_csv, load_areas
+from warnpub.audiences.demo_data import DemoOptions, generate
 from warnpub.auth import agencies, operators
 from warnpub.auth.secrets import generate_password
 from warnpub.cli.common import run, transaction
 from warnpub.cli.running import serve_until_stopped
 from warnpub.clock import utcnow
 from warnpub.config import Settings
+from warnpub.gatewaysim.app import create_sim_app
 from warnpub.storage.migrate import upgrade
 
 BEIJING = timezone(timedelta(hours=8))
@@ -195,10 +199,22 @@ async def _submit_samples(base: str, keys: dict[str, str]) -> list[dict[str, Any
 
 
 def _print_guide(
-    base: str, keys: dict[str, str], passwords: dict[str, str], answers: list[dict[str, Any]]
+    base: str,
+    keys: dict[str, str],
+    passwords: dict[str, str],
+    answers: list[dict[str, Any]],
+    people: int,
+    sim_url: str,
 ) -> None:
     print("\n=== warnpub demo: Liyang (溧阳市) warning release centre ===")
+    print(
+        f"Population      : {people:,} synthetic people in synthetic villages under Liyang's real towns"
+    )
+    print(
+        f"SMS gateway     : the built-in simulator at {sim_url} (see {sim_url}/stats); nothing leaves this machine"
+    )
     print(f"API description : {base}/api/v1/openapi.json")
+    print(f"Metrics         : {base}/metrics")
     print(f"Health          : {base}/healthz")
     print("\nAgencies and their API keys (demo only):")
     for code, key in keys.items():
@@ -219,9 +235,62 @@ def _print_guide(
     )
     print(f'  curl -s {base}/api/v1/review/queue -H "Authorization: Bearer $TOKEN"')
     print(
+        f'  curl -s {base}/api/v1/warnings/<id>/plan -H "Authorization: Bearer $TOKEN"   # who, how, the gap'
+    )
+    print(
         f'  curl -s -X POST {base}/api/v1/warnings/<id>/approve -H "Authorization: Bearer $TOKEN"'
     )
     print("\nStop with Ctrl-C.", flush=True)
+
+
+SIM_SECRET = "demo-only-callback-secret"  # noqa: S105 (the demo's own loopback simulator)
+
+
+async def _start_simulator() -> tuple[str, web.AppRunner]:
+    """The gateway simulator, in this process on loopback: the demo's SMS gateway."""
+    runner = web.AppRunner(
+        create_sim_app({"secret": SIM_SECRET, "receipt_delay_ms": 300}), access_log=None
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return f"http://127.0.0.1:{runner.addresses[0][1]}", runner
+
+
+async def _wait_for_delivery(
+    base: str, password: str, warning_id: str, timeout_s: float
+) -> dict[str, Any]:
+    """Poll the green-channel warning until it completes (or time runs out); its report."""
+    async with aiohttp.ClientSession(base) as http:
+        async with http.post(
+            "/api/v1/auth/login", json={"username": "duty1", "password": password}
+        ) as r:
+            token = (await r.json())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        body: dict[str, Any] = {}
+        while asyncio.get_running_loop().time() < deadline:
+            async with http.get(f"/api/v1/warnings/{warning_id}", headers=auth) as r:
+                body = await r.json()
+            if body.get("state") == "completed":
+                break
+            await asyncio.sleep(0.5)
+        async with http.get("/metrics") as r:
+            body["metrics"] = await r.text()
+    return body
+
+
+def _print_delivery(report: dict[str, Any]) -> None:
+    lines = [
+        line
+        for line in report.get("metrics", "").splitlines()
+        if line.startswith("warnpub_deliveries{")
+    ]
+    print(
+        f"\nThe green-channel red warning is {report.get('state')}. Deliveries by channel and state:"
+    )
+    for line in lines:
+        print("  " + line.replace("warnpub_deliveries", ""))
 
 
 def demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -235,14 +304,40 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 
     async def body() -> int:
         keys, passwords = await _setup(settings)
+        async with transaction(settings) as s:
+            summary = await generate(s, DemoOptions(people=args.people, seed=1))
+        sim_url, sim = await _start_simulator()
+        settings.channels = {
+            "sms": [
+                {
+                    "name": "demo-sim",
+                    "adapter": "http_json",
+                    "url": f"{sim_url}/sms",
+                    "rate_per_s": 500,
+                    "concurrency": 16,
+                    "callback_secret": SIM_SECRET,
+                }
+            ]
+        }
 
         async def after_start(base: str) -> None:
             settings.server.public_url = base  # the app reads it for status URLs
-            _print_guide(base, keys, passwords, await _submit_samples(base, keys))
+            async with aiohttp.ClientSession() as http:
+                callback = f"{base}/api/v1/callbacks/sms/demo-sim/receipts"
+                async with http.post(f"{sim_url}/control", json={"callback_url": callback}) as r:
+                    r.raise_for_status()
+            answers = await _submit_samples(base, keys)
+            _print_guide(base, keys, passwords, answers, summary.people, sim_url)
+            red = next((a for a in answers if a.get("green_channel")), None)
+            if args.no_serve and red is not None:
+                _print_delivery(await _wait_for_delivery(base, passwords["duty1"], red["id"], 120))
 
-        await serve_until_stopped(
-            settings, settings.server.host, port, after_start, stop_at_once=args.no_serve
-        )
+        try:
+            await serve_until_stopped(
+                settings, settings.server.host, port, after_start, stop_at_once=args.no_serve
+            )
+        finally:
+            await sim.cleanup()
         return 0
 
     return run(body)

@@ -43,7 +43,14 @@ def register(sub: Any) -> None:
         "--database", default="var/demo.db", help="SQLite file for the demo (recreated each run)"
     )
     d.add_argument("--port", type=int, help="listen port (default from [server] port)")
-    d.add_argument("--no-serve", action="store_true", help="set up and submit, print, then exit")
+    d.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="set up, submit, wait for the green-channel warning to be delivered, print, then exit",
+    )
+    d.add_argument(
+        "--people", type=int, default=20_000, help="synthetic population (default 20,000)"
+    )
     d.set_defaults(handler=demo)
 
 
