@@ -9,7 +9,7 @@ recording. Adapters are found through the entry-point group ``warnpub.channels``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -74,6 +74,18 @@ class Receipt:
     delivery_id: int | None = None
     error: str = ""
     at: datetime | None = None
+
+
+ReceiptSink = Callable[[Sequence[Receipt]], Awaitable[None]]
+
+
+@runtime_checkable
+class PushesReceipts(Protocol):
+    """A channel whose peer reports back over the channel itself (an MQTT acknowledgement
+    topic, a board's heartbeat) rather than over an HTTP callback. The dispatcher binds a sink
+    before ``start()``; the channel calls it with the receipts it receives."""
+
+    def bind_receipts(self, sink: ReceiptSink) -> None: ...
 
 
 class ChannelError(Exception):

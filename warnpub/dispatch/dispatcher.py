@@ -11,18 +11,19 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
 from warnpub.audit.log import append as audit
-from warnpub.channels.base import Channel
+from warnpub.channels.base import Channel, PushesReceipts, Receipt, ReceiptSink
 from warnpub.clock import utcnow
 from warnpub.config import Settings
 from warnpub.dispatch.metrics import Metrics
 from warnpub.dispatch.outbox import OPEN_STATES, release_expired_leases
 from warnpub.dispatch.planner import plan, unplanned
+from warnpub.dispatch.receipts import apply_receipts
 from warnpub.dispatch.render import MessageRenderer
 from warnpub.dispatch.worker import ChannelWorker
 from warnpub.review import states
@@ -67,6 +68,8 @@ class Dispatcher:
     async def start(self) -> None:
         for instances in self.channels.values():
             for channel in instances:
+                if isinstance(channel, PushesReceipts):
+                    channel.bind_receipts(self._receipt_sink(channel.name))
                 await channel.start()
         self._tasks = [
             asyncio.create_task(w.run(self._stopping), name=w.owner) for w in self.workers
@@ -87,6 +90,14 @@ class Dispatcher:
         for instances in self.channels.values():
             for channel in instances:
                 await channel.close()
+
+    def _receipt_sink(self, gateway: str) -> ReceiptSink:
+        async def sink(receipts: Sequence[Receipt]) -> None:
+            async with self.db.session() as session:
+                await apply_receipts(session, gateway, receipts, frozenset(self.settings.channels))
+            self.poke()
+
+        return sink
 
     # -- events ----------------------------------------------------------------------------------
 
