@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from warnpub import __version__
-from warnpub.api import accounts, audience, callbacks, review, warnings
+from warnpub.api import accounts, audience, callbacks, public, review, warnings
 from warnpub.api.context import SERVICES, Services
 from warnpub.api.middleware import problems
 from warnpub.api.routes import RouteTable
@@ -20,7 +20,15 @@ from warnpub.storage.engine import Database
 from warnpub.timers.runner import TimerRunner
 
 meta = RouteTable()
-TABLES = (warnings.routes, review.routes, accounts.routes, audience.routes, callbacks.routes, meta)
+TABLES = (
+    warnings.routes,
+    review.routes,
+    accounts.routes,
+    audience.routes,
+    callbacks.routes,
+    public.routes,
+    meta,
+)
 RUNNER: web.AppKey[TimerRunner] = web.AppKey("timer_runner", TimerRunner)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
