@@ -159,6 +159,8 @@ class DispatchConfig(_Section):
     breaker_open_s: float = Field(10.0, gt=0)
     # A gateway whose recent error rate passes this is demoted until it recovers.
     demote_error_rate: float = Field(0.5, gt=0, le=1)
+    # A gateway is demoted while most of its recent messages wait longer than this for a receipt.
+    demote_receipt_s: float = Field(120.0, gt=0)
     # A SENT message whose receipt has not come after this becomes final (expired).
     receipt_timeout_s: float = Field(3600.0, gt=0)
     # Plan rows written per transaction when a warning is approved.

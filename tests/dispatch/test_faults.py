@@ -150,3 +150,27 @@ async def test_priority_holds_under_a_200_per_second_limit(settings, db, people)
         contacts
     )
     assert stats["max_per_1s"] <= 200 * 1.05
+
+
+async def test_a_gateway_with_late_receipts_is_demoted(settings, db):
+    fast_retries(settings)
+    settings.dispatch.demote_receipt_s = 0.3
+    quiet, quiet_runner = await start_sim(receipts="none")
+    good, good_runner = await start_sim()
+    county, client = await make_county(settings, db, [quiet, good])
+    county.settings.dispatch.receipt_timeout_s = 1.0
+    try:
+        await run_warning(county)
+        await asyncio.sleep(0.5)
+        await county.dispatcher.sweep()
+        slow = next(w for w in county.dispatcher.workers if w.name == "sim0")
+        assert slow.health.slow_receipts and slow.health.demoted
+        before = (await quiet.stats())["accepted"], (await good.stats())["accepted"]
+        await run_warning(county)
+        after = (await quiet.stats())["accepted"], (await good.stats())["accepted"]
+    finally:
+        await client.close()
+        await quiet_runner.cleanup()
+        await good_runner.cleanup()
+    to_quiet, to_good = after[0] - before[0], after[1] - before[1]
+    assert to_good > 5 * max(to_quiet, 1), (to_quiet, to_good)

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from warnpub.audit.log import append as audit
 from warnpub.channels.base import Channel, PushesReceipts, Receipt, ReceiptSink
@@ -147,8 +147,53 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
+    async def receipt_health(self) -> None:
+        """Demote gateways whose receipts are late: of the messages each sent in the last few
+        receipt periods, most still wait past ``demote_receipt_s``; restore them when not."""
+        late_after = self.settings.dispatch.demote_receipt_s
+        now = utcnow()
+        since = now - timedelta(seconds=max(late_after * 5, 60.0))
+        async with self.db.reader() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Delivery.gateway,
+                        func.count(),
+                        func.sum(
+                            case(
+                                (
+                                    or_(
+                                        # still waiting past the limit, or given up on
+                                        Delivery.state == "expired",
+                                        and_(
+                                            Delivery.state == "sent",
+                                            Delivery.sent_at < now - timedelta(seconds=late_after),
+                                        ),
+                                    ),
+                                    1,
+                                ),
+                                else_=0,
+                            )
+                        ),
+                    )
+                    .where(
+                        Delivery.sent_at >= since,
+                        Delivery.gateway.is_not(None),
+                        Delivery.state.in_(("sent", "delivered", "expired")),
+                    )
+                    .group_by(Delivery.gateway)
+                )
+            ).all()
+        late = {gateway: (total, int(overdue or 0)) for gateway, total, overdue in rows}
+        for w in self.workers:
+            if not w.channel.limits.receipts:
+                continue
+            total, overdue = late.get(w.name, (0, 0))
+            w.health.slow_receipts = total >= 20 and overdue * 2 > total
+
     async def sweep(self) -> None:
         """Reclaim dead workers' leases, end receipts that never came, complete finished warnings."""
+        await self.receipt_health()
         if await release_expired_leases(self.db):
             self.poke()
         now = utcnow()

@@ -92,11 +92,14 @@ class CircuitBreaker:
 
 @dataclass
 class Health:
-    """The recent error rate of an instance; above ``demote_at`` it is demoted (gets less work)."""
+    """The recent error rate of an instance and whether its receipts are late. Above
+    ``demote_at``, or while most of its receipts are overdue, it is demoted (gets only
+    probes); it is restored when its answers and receipts are on time again."""
 
     demote_at: float
     window: int = 200
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=200))
+    slow_receipts: bool = False
 
     def record(self, ok: bool, n: int = 1) -> None:
         for _ in range(n):
@@ -108,4 +111,5 @@ class Health:
 
     @property
     def demoted(self) -> bool:
-        return len(self.outcomes) >= 20 and self.error_rate >= self.demote_at
+        errors = len(self.outcomes) >= 20 and self.error_rate >= self.demote_at
+        return errors or self.slow_receipts
