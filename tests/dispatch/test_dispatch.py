@@ -91,3 +91,45 @@ async def test_metrics_show_deliveries_and_gateway_health(county, sim):
     assert 'warnpub_deliveries{channel="sms",state="delivered"}' in text
     assert 'warnpub_send_seconds_count{channel="sms",instance="sim0"}' in text
     assert 'warnpub_gateway_error_rate{channel="sms",instance="sim0"} 0.0' in text
+
+
+async def test_update_reaches_the_original_areas_and_the_new_ones(county, sim):
+    from tests.factories import TOWN_DAIBU, TOWN_SHEZHU, cap_xml
+
+    h = {**county.world.agency("QX"), "Content-Type": "application/cap+xml"}
+    first = await (
+        await county.client.post(
+            "/api/v1/warnings",
+            data=cap_xml(identifier="qx-u1", code=TOWN_SHEZHU, severity="Moderate"),
+            headers=h,
+        )
+    ).json()
+    await county.approve(first["id"])
+    await county.wait_state(first["id"], "completed")
+    ref = f"qx@320481,qx-u1,{first['sent'].replace('Z', '+00:00')}"
+    update = await (
+        await county.client.post(
+            "/api/v1/warnings",
+            data=cap_xml(
+                identifier="qx-u2",
+                msg_type="Update",
+                references=ref,
+                code=TOWN_DAIBU,
+                severity="Moderate",
+            ),
+            headers=h,
+        )
+    ).json()
+    await county.approve(update["id"])
+    await county.wait_state(update["id"], "completed")
+    towns = {d.area_code[:9] for d in await deliveries(county.db, update["id"])}
+    reached_first = {
+        d.target_id
+        for d in await deliveries(county.db, first["id"])
+        if d.state == "delivered" and d.target_kind == "person"
+    }
+    reached_update = {
+        d.target_id for d in await deliveries(county.db, update["id"]) if d.target_kind == "person"
+    }
+    assert towns == {TOWN_SHEZHU[:9], TOWN_DAIBU[:9]}
+    assert reached_first <= reached_update
