@@ -40,7 +40,9 @@ class MessageRenderer:
         return render(row.channel, await self.view(session, row.warning_id), row.language)
 
     async def message(self, session: AsyncSession, row: Claimed, address: str) -> Message:
-        rendered = await self.rendered(session, row)
+        view = await self.view(session, row.warning_id)
+        rendered = render(row.channel, view, row.language)
+        ends = [i.expires for i in view.alert.infos if i.expires is not None]
         return Message(
             delivery_id=row.id,
             address=address,
@@ -50,4 +52,7 @@ class MessageRenderer:
             language=row.language,
             priority=row.priority,
             idempotency_key=f"wp-{row.id}",
+            expires_at=max(ends) if ends else None,
+            # Channels mark drills and tests in their own way (e.g. the speaker's drill flag).
+            metadata={"status": view.alert.status, "warning_id": row.warning_id},
         )
