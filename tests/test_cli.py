@@ -39,6 +39,9 @@ COMMANDS = [
     ["audience"],
     ["audience", "import"],
     ["demo-data"],
+    ["worker"],
+    ["gateway-sim"],
+    ["speaker-sim"],
 ]
 
 
