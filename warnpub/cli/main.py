@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from warnpub import __version__
-from warnpub.cli import admin, audience, demo_data, gatewaysim, running
+from warnpub.cli import admin, audience, demo_data, gatewaysim, running, speakersim
 from warnpub.config import Settings, load_settings
 from warnpub.problems import Problem
 
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     audience.register(sub)
     demo_data.register(sub)
     gatewaysim.register(sub)
+    speakersim.register(sub)
     return p
 
 
