@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from warnpub import __version__
-from warnpub.api import accounts, audience, callbacks, public, review, warnings
+from warnpub.api import accounts, audience, audio, callbacks, public, review, warnings
 from warnpub.api.context import SERVICES, Services
 from warnpub.api.middleware import problems
 from warnpub.api.routes import RouteTable
@@ -27,6 +27,7 @@ TABLES = (
     audience.routes,
     callbacks.routes,
     public.routes,
+    audio.routes,
     meta,
 )
 RUNNER: web.AppKey[TimerRunner] = web.AppKey("timer_runner", TimerRunner)
