@@ -14,7 +14,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from warnpub.problems import FieldError, Problem
 
@@ -90,6 +97,18 @@ class CapConfig(_Section):
     division_geocode_names: list[str] = ["CPEAS Geographic Code"]
     hazard_event_code: str = "warnpub:hazard"
     hazards: dict[str, Hazard] = {}
+    # PEM files of certificates trusted to sign incoming CAP: a signer's own certificate, or a CA
+    # that issued it (see docs/partners.md). Empty: signatures are checked for integrity only.
+    trusted_certs: list[str] = []
+    # The centre's PEM private key and certificate (chain): published CAP is signed when both are set.
+    signing_key: str = ""
+    signing_cert: str = ""
+
+    @model_validator(mode="after")
+    def _signing_pair(self) -> CapConfig:
+        if bool(self.signing_key) != bool(self.signing_cert):
+            raise ValueError("give signing_key and signing_cert together (or neither)")
+        return self
 
 
 class TimersConfig(_Section):

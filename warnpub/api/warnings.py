@@ -15,6 +15,7 @@ from warnpub.auth.callers import Caller
 from warnpub.cap import Alert, parse_alert_json, parse_cap_xml
 from warnpub.clock import iso, new_id, utcnow
 from warnpub.intake.service import Submission, body_hash, submit
+from warnpub.intake.signatures import signature_problem
 from warnpub.intake.views import warning_summary
 from warnpub.problems import Problem, not_found
 from warnpub.storage.tables import (
@@ -90,6 +91,9 @@ async def submit_warning(request: web.Request) -> web.Response:
         alert = parse_alert_json(_defaults_for_json(parse_json_object(raw), caller))
     else:
         alert = parse_cap_xml(raw)
+        # Outside the write transaction: verifying a signature takes milliseconds.
+        if alert.has_signature and (problem := signature_problem(raw, svc.settings)) is not None:
+            raise problem
         cap_xml = raw
     outcome = await submit(
         svc.db, svc.settings, caller, Submission(alert, body_hash(kind, raw), cap_xml, key)

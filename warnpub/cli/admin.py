@@ -12,6 +12,7 @@ from warnpub.audit.log import verify
 from warnpub.auth import agencies, operators
 from warnpub.auth.secrets import generate_password
 from warnpub.cap import validate_file
+from warnpub.cap.certs import load_certificates
 from warnpub.cli.common import CLI_ACTOR, run, split_list, table, transaction
 from warnpub.config import Settings, show
 from warnpub.storage.migrate import upgrade
@@ -248,9 +249,10 @@ def audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cap_validate(args: argparse.Namespace, settings: Settings) -> int:
+    trusted = load_certificates(settings.cap.trusted_certs)
     bad = 0
     for path in args.files:
-        report = validate_file(path)
+        report = validate_file(path, trusted_certs=trusted)
         print(f"{path}: {report.summary}" if report.ok else f"{path}: INVALID: {report.summary}")
         for err in report.errors:
             print(f"  - {err.field}: {err.message}")
