@@ -11,12 +11,13 @@ one target at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from warnpub.audiences.divisions import significant_prefix
 from warnpub.audiences.priority import (
@@ -180,38 +181,43 @@ class Targeter:
         if honour_opt_out:
             stmt = stmt.where(Person.opt_out.is_(False))
         prio, ack_roles, choose = priority(index, rank), self.ack_roles, self.policy.choose
-        # A million people fall into a few thousand distinct situations: choose each route once.
-        chosen: dict[tuple[object, ...], RouteChoice] = {}
+        # A million people fall into a few thousand distinct situations: choose each route
+        # once, and build each target from its situation's shared fields (tuple.__new__
+        # straight away: the named tuple's own constructor costs a Python call per person).
+        chosen: dict[tuple[object, ...], tuple[RouteChoice, bool]] = {}
+        new = tuple.__new__
         async for rows in prefetched(session, stmt):
             batch = []
+            append = batch.append
             for pid, area, needs, role, language, phone, email, relay in rows:
                 key = (needs, role, phone, email, relay, area)
-                choice = chosen.get(key)
-                if choice is None:
+                found = chosen.get(key)
+                if found is None:
                     kinds = kinds_in.get(area, ())
-                    reach = Reach(phone, email, relay, "speaker" in kinds, "board" in kinds)
-                    choice = chosen[key] = choose(needs, role, reach)
-                batch.append(
-                    Target(
-                        "person",
-                        pid,
-                        area,
-                        index,
-                        group,
-                        prio,
-                        choice,
-                        role in ack_roles,
-                        needs,
-                        role,
-                        language,
+                    reach = Reach(
+                        bool(phone), bool(email), bool(relay), "speaker" in kinds, "board" in kinds
                     )
-                )
+                    found = chosen[key] = (choose(needs, role, reach), role in ack_roles)
+                append(
+                    new(
+                        Target,
+                        (
+                            "person", pid, area, index, group, prio, found[0], found[1], needs,
+                            role, language,
+                        ),
+                    )
+                )  # fmt: skip
             yield batch
 
 
-async def prefetched(session: AsyncSession, stmt: Select[Any]) -> AsyncIterator[Sequence[Row[Any]]]:
-    """Chunks of rows, the next one read by the driver while the caller works on this one."""
+async def prefetched(session: AsyncSession, stmt: Select[Any]) -> AsyncIterator[Sequence[Any]]:
+    """Chunks of rows (tuples), the next one read by the driver while the caller works on
+    this one."""
     conn = await session.connection()
+    if conn.dialect.name == "sqlite":
+        async for rows in _prefetched_sqlite(conn, stmt):
+            yield rows
+        return
     result = await conn.stream(stmt.execution_options(yield_per=STREAM_CHUNK))
     pending = asyncio.ensure_future(result.fetchmany(STREAM_CHUNK))
     try:
@@ -223,6 +229,31 @@ async def prefetched(session: AsyncSession, stmt: Select[Any]) -> AsyncIterator[
         if not pending.done():
             pending.cancel()
         await result.close()
+
+
+async def _prefetched_sqlite(conn: AsyncConnection, stmt: Select[Any]) -> AsyncIterator[Any]:
+    """:func:`prefetched` straight through the driver's cursor, on the session's own
+    connection (so in its snapshot). SQLAlchemy's result rows cost more than the scan itself
+    for a million people; the columns read here (integers and strings) need no conversion."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    positional = tuple(params[name] for name in compiled.positiontup or ())
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    cursor = await driver.execute(str(compiled), positional)
+    pending = asyncio.ensure_future(cursor.fetchmany(STREAM_CHUNK))
+    try:
+        while rows := await pending:
+            pending = asyncio.ensure_future(cursor.fetchmany(STREAM_CHUNK))
+            await asyncio.sleep(0)
+            yield rows
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+        await cursor.close()
 
 
 async def resolve(

@@ -40,6 +40,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from yarl import URL
 
 from warnpub.callbacks.sms_receipts import ReceiptFormat
 from warnpub.channels.base import ChannelError, Limits, Message, Result, Status
@@ -192,6 +193,9 @@ class HttpJsonSms:
         self._fields = cfg.fields
         self._resp = cfg.response
         self._batch_url = cfg.batch_url
+        # Parsed once: a URL string would be parsed again for every request.
+        self._url = URL(cfg.url)
+        self._batch_url_parsed = URL(cfg.batch_url) if cfg.batch_url else None
         max_batch = cfg.max_batch or (100 if cfg.batch_url else 1)
         self.limits = Limits(
             max_batch=max_batch,
@@ -212,6 +216,9 @@ class HttpJsonSms:
             self._headers[cfg.auth_header] = cfg.auth_value.get_secret_value()
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        r = self._resp
+        # Plain field names (no dotted paths) let an accepted message be read with dict.get.
+        self._flat = all("." not in f for f in (r.id, r.reference, r.code, r.error, r.permanent))
 
     def __repr__(self) -> str:
         return f"HttpJsonSms(name={self.name!r}, url={self.config.url!r})"
@@ -230,8 +237,12 @@ class HttpJsonSms:
             connector = aiohttp.TCPConnector(
                 limit=self.limits.concurrency * per_call, keepalive_timeout=30
             )
+            # A gateway API sets no cookies worth keeping: the dummy jar skips their handling.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False
+                connector=connector,
+                timeout=self._timeout,
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:
@@ -263,7 +274,7 @@ class HttpJsonSms:
             item[f.sender] = self.config.sender_id
         return item
 
-    async def _post(self, url: str, payload: Any) -> tuple[int, Any, float | None, str]:
+    async def _post(self, url: URL, payload: Any) -> tuple[int, Any, float | None, str]:
         """(status, decoded JSON or None, Retry-After seconds, short body text)."""
         assert self._session is not None
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -282,7 +293,7 @@ class HttpJsonSms:
 
     async def _send_one(self, m: Message) -> Result:
         try:
-            status, data, retry_after, text = await self._post(self.config.url, self._item(m))
+            status, data, retry_after, text = await self._post(self._url, self._item(m))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return self._unreachable([m], exc)[0]
         item = data if isinstance(data, dict) else {}
@@ -292,7 +303,8 @@ class HttpJsonSms:
         assert self._batch_url is not None
         payload = {self.config.batch_field: [self._item(m) for m in messages]}
         try:
-            status, data, retry_after, text = await self._post(self._batch_url, payload)
+            assert self._batch_url_parsed is not None
+            status, data, retry_after, text = await self._post(self._batch_url_parsed, payload)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return self._unreachable(messages, exc)
         items = _get(data, self._resp.results) if isinstance(data, dict) else data
@@ -302,9 +314,12 @@ class HttpJsonSms:
                 self._outcome(m, status, whole, retry_after, text, own_item=False) for m in messages
             ]
         by_ref: dict[str, dict[str, Any]] = {}
+        ref_field = self._resp.reference
         for item in items:
-            if isinstance(item, dict) and _get(item, self._resp.reference) is not None:
-                by_ref[str(_get(item, self._resp.reference))] = item
+            if isinstance(item, dict):
+                ref = item.get(ref_field) if self._flat else _get(item, ref_field)
+                if ref is not None:
+                    by_ref[ref if isinstance(ref, str) else str(ref)] = item
         positional = not by_ref and len(items) == len(messages)
         results: list[Result] = []
         for index, m in enumerate(messages):
@@ -338,6 +353,20 @@ class HttpJsonSms:
         ``own_item`` is False when a batch answer had no per-message list: the body then
         describes the whole request and its id (if any) is not this message's id."""
         r = self._resp
+        if own_item and self._flat and 200 <= status < 300:
+            # The common case, decided without the general rules below (same outcome).
+            ref = item.get(r.id)
+            code, err, flag = item.get(r.code), item.get(r.error), item.get(r.permanent)
+            if (
+                (code is None or code is False or code == "")
+                and flag is not True
+                and (ref is not None or err is None or err is False or err == "")
+            ):
+                return Result(
+                    m.delivery_id,
+                    Status.SENT,
+                    provider_ref=None if ref is None else ref if isinstance(ref, str) else str(ref),
+                )
         ref = _get(item, r.id) if own_item else None
         code = _text(_get(item, r.code))
         err_text = _text(_get(item, r.error))

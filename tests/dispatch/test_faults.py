@@ -98,17 +98,25 @@ async def test_failover_to_the_healthy_gateway_and_back(settings, db):
         first = await run_warning(county)
         during = (await bad.stats())["accepted"], (await good.stats())["accepted"]
         worker = next(w for w in county.dispatcher.workers if w.name == "sim0")
-        assert worker.health.demoted or worker.breaker.is_open
+        # Refused with 503 + Retry-After: the worker paused, or its breaker opened, or it
+        # was demoted (which of them depends on how many calls it made before the pause).
+        assert worker.health.demoted or worker.breaker.is_open or worker.paused_until > 0
         await bad.control(outage_s=0)
         await asyncio.sleep(1.0)
-        second = await run_warning(county)
+        # A recovering instance gets probes first, then its share back. A small warning can
+        # fit in one claim of the healthy instance, so up to three warnings are sent.
+        seconds = []
+        for _ in range(3):
+            seconds.append(await run_warning(county))
+            if (await bad.stats())["accepted"]:
+                break
         after = (await bad.stats())["accepted"], (await good.stats())["accepted"]
     finally:
         await client.close()
         await bad_runner.cleanup()
         await good_runner.cleanup()
     assert set(first) == {"delivered"} and during == (0, first["delivered"])
-    assert set(second) == {"delivered"}
+    assert all(set(second) == {"delivered"} for second in seconds)
     assert after[0] > 0, "the recovered gateway was never given work again"
 
 

@@ -208,7 +208,18 @@ class Dispatcher:
                 )
                 .values(state="expired", final_at=now, last_error="no delivery receipt in time")
             )
-            busy = select(Delivery.warning_id).where(Delivery.state.in_(OPEN_STATES)).distinct()
+            # A warning is complete when every row is final: nothing waits to be sent, and
+            # nothing sent waits for its receipt (those end by receipt or by the timeout above).
+            busy = (
+                select(Delivery.warning_id)
+                .where(
+                    or_(
+                        Delivery.state.in_(OPEN_STATES),
+                        and_(Delivery.state == "sent", Delivery.final_at.is_(None)),
+                    )
+                )
+                .distinct()
+            )
             done = (
                 (
                     await session.execute(

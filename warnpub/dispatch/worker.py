@@ -1,10 +1,22 @@
 """One worker per channel instance: claim the highest-priority due rows, send, record.
 
-A round: take as many rows as the rate window allows (and the instance's share by weight),
-drop those whose warning was cancelled or has expired, render, send in batches of the
-instance's ``max_batch`` with at most ``concurrency`` calls in flight, then record every
-outcome in one transaction. The circuit breaker and the health score decide whether the
-instance takes work at all; when it does not, the other instances of the same kind do.
+The worker is a small pipeline, so the next round is claimed while the current one is sent:
+
+- Its loop runs one database transaction at a time. Each records every outcome that came
+  back since the last one (a group commit) and, when the pipeline has room, claims a round:
+  the highest-priority due rows, as many as the rate window, the instance's share by weight
+  (``claim_batch`` × weight) and the pipeline allow. In the same transaction the rows whose
+  warning was cancelled or has expired are ended unsent, and the addresses are read.
+- The round is rendered (once per warning, channel and language) and queued, in claim order,
+  as calls of ``max_batch`` messages. ``concurrency`` senders take the calls first in, first
+  out, so rows leave in the order they were claimed.
+- A sender sends a call only while its rows are surely still leased (at least half the lease
+  left), the peer has not asked it to wait, and the circuit breaker and health score let the
+  instance take work (when they do not, only a probe call goes). Otherwise the rows go back to
+  the queue unsent, the attempt not counted, for this or another instance to take.
+
+The next round is claimed when fewer rows wait for a sender than the senders carry at once,
+so at most about two rounds are ahead of the gateway.
 """
 
 from __future__ import annotations
@@ -14,8 +26,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.channels.base import Channel, Message, Result, Status
 from warnpub.clock import utcnow
@@ -23,15 +36,22 @@ from warnpub.config import Settings
 from warnpub.dispatch.addresses import addresses
 from warnpub.dispatch.limits import CircuitBreaker, Health, RateWindow
 from warnpub.dispatch.metrics import Metrics
-from warnpub.dispatch.outbox import Claimed, claim, update_many
+from warnpub.dispatch.outbox import Claimed, WarningStop, claim
 from warnpub.dispatch.render import MessageRenderer
-from warnpub.dispatch.results import record
+from warnpub.dispatch.results import end_unsent, give_back, record
 from warnpub.dispatch.retry import RetryPolicy
+from warnpub.render.templates import Rendered
 from warnpub.storage.engine import Database
-from warnpub.storage.tables import WarningRecord
 
 log = logging.getLogger("warnpub.dispatch")
 SENDABLE = ("approved", "dispatching")
+IDLE_S = 0.05  # first wait when nothing is due; doubles up to IDLE_MAX_S
+IDLE_MAX_S = 1.0
+RECORD_AFTER_S = 0.2  # outcomes wait at most this long for the next transaction
+GAUGES_EVERY_S = 0.1
+DEMOTED_FOR_S = 0.01  # how long a reading of the health score is used
+PROBE_GAP_S = 0.1  # a demoted instance (or one whose breaker is open) sends one call this often
+SENT_OK = frozenset({Status.SENT, Status.DELIVERED, Status.PERMANENT})
 
 
 @dataclass
@@ -43,6 +63,17 @@ class WorkerStats:
     failed: int = 0
     dropped: int = 0
     calls_failed: int = 0
+    handed_back: int = 0
+
+
+@dataclass(slots=True)
+class _Call:
+    """Messages for one ``Channel.send`` and the rows they came from, in claim order."""
+
+    rows: list[Claimed]
+    messages: list[Message]
+    send_by: float  # monotonic clock: after this the lease is too short to send
+    probe: bool = False
 
 
 class ChannelWorker:
@@ -67,173 +98,435 @@ class ChannelWorker:
         self.retry = RetryPolicy(d.retry_base_s, d.retry_max_s, d.retry_deadline_s)
         self.stats = WorkerStats()
         self.metrics = metrics or Metrics()
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # new work may be due (set by the dispatcher)
         # A peer that said "retry after N s" (HTTP 429/503) gets nothing until then.
         self.paused_until = 0.0
-        self._sem = asyncio.Semaphore(max(1, channel.limits.concurrency))
+        limits = channel.limits
+        self.concurrency = max(1, limits.concurrency)
+        self.per_call = max(1, limits.max_batch)
+        # Rows all senders carry at once; a new round is claimed when fewer than this wait.
+        self.wave = self.per_call * self.concurrency
+        self._share_rows = max(1, int(settings.dispatch.claim_batch * share))
+        # Outcomes are written with the next claim, or sooner when this many are waiting.
+        self._record_max = 2 * max(self.wave, self._share_rows)
+        self._calls: asyncio.Queue[_Call | None] = asyncio.Queue()
+        self._waiting = 0  # rows in calls no sender has taken yet
+        self._reserved = 0  # claimed rows not yet counted by the rate window (or handed back)
+        self._unrecorded = 0  # claimed rows whose outcome is not committed yet
+        self._outcomes: list[tuple[list[Claimed], list[Result]]] = []
+        self._outcome_rows = 0
+        self._outcomes_since = 0.0
+        self._handed_back: list[Claimed] = []
+        self._progress = asyncio.Event()  # the loop has something to do (room, outcomes)
+        self._closing = asyncio.Event()
+        self._gauges_at = 0.0
+        self._probe_at = 0.0  # when the last probe call was claimed
+        self._demoted = False
+        self._demoted_until = 0.0
+        labels = (self.kind, self.name)
+        m = self.metrics
+        self._m_seconds = m.send_seconds.labels(*labels)
+        self._m_messages = {s: m.messages.labels(*labels, s.value) for s in Status}
+        self._m_error_rate = m.error_rate.labels(*labels)
+        self._m_demoted = m.demoted.labels(*labels)
+        self._m_breaker = m.breaker_open.labels(*labels)
 
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        idle_s = 0.05
-        while not stopping.is_set():
-            try:
-                done = await self.round()
-            except Exception:
-                log.exception(
-                    "dispatch round failed", extra={"channel": self.kind, "instance": self.name}
-                )
-                done = 0
-            if done:
-                idle_s = 0.05
-                continue
-            paused = max(0.0, self.paused_until - time.monotonic())
-            wait = max(self.rate.wait_for(1), idle_s, paused)
-            self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout=wait)
-                idle_s = 0.05
-            except TimeoutError:
-                idle_s = min(idle_s * 2, 1.0)
+        senders = [
+            asyncio.create_task(self._sender(), name=f"{self.owner} sender {i}")
+            for i in range(self.concurrency)
+        ]
+        idle_s = IDLE_S
+        empty_until = 0.0  # after a claim found nothing: no claim before this unless woken
+        try:
+            while not stopping.is_set():
+                if self.wake.is_set():  # new rows may be due
+                    self.wake.clear()
+                    idle_s, empty_until = IDLE_S, 0.0
+                now = time.monotonic()
+                want = self.capacity() if now >= empty_until else 0
+                if want <= 0 and not self._record_due(now):
+                    await self._nap(self._next_check(now, empty_until))
+                    continue
+                try:
+                    took = await self.step(want)
+                except Exception:
+                    log.exception(
+                        "dispatch round failed", extra={"channel": self.kind, "instance": self.name}
+                    )
+                    empty_until = time.monotonic() + idle_s
+                    idle_s = min(idle_s * 2, IDLE_MAX_S)
+                    continue
+                if want > 0:
+                    if took:
+                        idle_s, empty_until = IDLE_S, 0.0
+                    else:
+                        empty_until = time.monotonic() + idle_s
+                        idle_s = min(idle_s * 2, IDLE_MAX_S)
+        finally:
+            await self._shut_down(senders)
 
     def capacity(self) -> int:
-        """How many rows this round may take."""
+        """How many rows the next round may claim."""
         if not self.breaker.allows() or time.monotonic() < self.paused_until:
             return 0
-        limits = self.channel.limits
-        if self.breaker.is_open or self.health.demoted:
-            return min(limits.max_batch, self.rate.available())  # a probe, not a share
-        per_round = max(limits.max_batch * limits.concurrency, 1)
-        share = max(1, int(self.settings.dispatch.claim_batch * self.share))
-        return min(self.rate.available(), per_round, share)
-
-    async def round(self) -> int:
-        n = self.capacity()
-        if n <= 0:
+        room = self.rate.available() - self._reserved
+        if self._probing():
+            # A probe, not a share: one call now and then, and only when nothing else is out.
+            if self._unrecorded or time.monotonic() < self._probe_at + PROBE_GAP_S:
+                return 0
+            return min(self.per_call, room)
+        if self._waiting >= self.wave:
             return 0
-        lease = self.settings.dispatch.lease_seconds
-        claimed = await claim(self.db, self.kind, self.owner, self.name, n, lease)
+        return min(room, self._share_rows)
+
+    def _record_due(self, now: float) -> bool:
+        """Whether outcomes should be written without waiting for the next claim."""
+        if not self._outcome_rows and not self._handed_back:
+            return False
+        settled = self._outcome_rows + len(self._handed_back)
+        return (
+            settled >= self._unrecorded  # nothing else is out: write it all now
+            or settled >= self._record_max
+            or now - self._outcomes_since >= RECORD_AFTER_S
+        )
+
+    def _next_check(self, now: float, empty_until: float) -> float:
+        """Seconds until the loop must look again by itself (events may wake it sooner)."""
+        waits = [IDLE_MAX_S]
+        if self._outcome_rows or self._handed_back:
+            waits.append(self._outcomes_since + RECORD_AFTER_S - now)
+        if empty_until > now:
+            waits.append(empty_until - now)
+        elif self.breaker.opened_at is not None and not self.breaker.allows():
+            waits.append(self.breaker.opened_at + self.breaker.open_s - now)
+        elif self.paused_until > now:
+            waits.append(self.paused_until - now)
+        elif self._probing():
+            waits.append(self._probe_at + PROBE_GAP_S - now)
+        elif self._waiting < self.wave:
+            waits.append(max(self.rate.wait_for(1 + self._reserved), 0.002))
+        return max(0.001, min(waits))
+
+    async def _nap(self, seconds: float) -> None:
+        self._progress.clear()
+        wake, progress = (
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(self._progress.wait()),
+        )
+        try:
+            await asyncio.wait((wake, progress), timeout=seconds, return_when="FIRST_COMPLETED")
+        finally:
+            wake.cancel()
+            progress.cancel()
+
+    def _nudge(self) -> None:
+        if not self._progress.is_set():
+            self._progress.set()
+
+    # -- one transaction: record what came back, claim the next round ---------------------
+
+    async def step(self, want: int) -> int:
+        """Record every outcome and hand-back so far and claim up to ``want`` rows, in one
+        transaction; queue the claimed rows' calls. Returns the number of rows claimed."""
+        outcomes, self._outcomes, self._outcome_rows = self._outcomes, [], 0
+        handed_back, self._handed_back = self._handed_back, []
+        settled = sum(len(rows) for rows, _ in outcomes) + len(handed_back)
+        now = utcnow()
+        counts = {"sent": 0, "delivered": 0, "retried": 0, "failed": 0}
+        claimed: list[Claimed] = []
+        warnings: dict[str, WarningStop] = {}
+        dropped: dict[int, str] = {}
+        calls: list[_Call] = []
+        try:
+            async with self.db.session() as session:
+                if outcomes:
+                    rows = [c for part, _ in outcomes for c in part]
+                    results = {r.delivery_id: r for _, out in outcomes for r in out}
+                    counts = await self._record(session, rows, results, now)
+                if handed_back:
+                    await give_back(session, self.owner, handed_back, now)
+                if want > 0:
+                    claimed, warnings = await claim(
+                        session,
+                        self.kind,
+                        self.owner,
+                        self.name,
+                        want,
+                        self.settings.dispatch.lease_seconds,
+                        now,
+                    )
+                if claimed:
+                    sendable, dropped = self._check_warnings(claimed, warnings, now)
+                    if dropped:
+                        await end_unsent(session, self.owner, dropped, now)
+                    calls, unsendable = await self._prepare(session, sendable)
+                    if unsendable:
+                        more = await self._record(
+                            session, [c for c, _ in unsendable], dict(unsendable), now
+                        )
+                        for key, n in more.items():
+                            counts[key] += n
+        finally:
+            # Committed or not, these outcomes are done with: rows whose outcome was lost
+            # stay leased until the lease runs out, then go back to the queue and are sent
+            # again under the same idempotency key.
+            self._unrecorded -= settled
+        self.stats.handed_back += len(handed_back)
+        self._count(counts, len(dropped))
         if not claimed:
             return 0
         self.stats.claimed += len(claimed)
-        sendable, dropped = await self._check_warnings(claimed)
-        results = await self._send(sendable) if sendable else {}
-        await self._record(sendable, results, dropped)
+        queued = sum(len(call.rows) for call in calls)
+        self._unrecorded += queued
+        self._reserved += queued
+        self._waiting += queued
+        for call in calls:
+            self._calls.put_nowait(call)
         return len(claimed)
 
-    # -- steps ------------------------------------------------------------------------------
+    async def _record(
+        self,
+        session: AsyncSession,
+        rows: Sequence[Claimed],
+        results: dict[int, Result],
+        now: datetime,
+    ) -> dict[str, int]:
+        return await record(
+            session,
+            self.owner,
+            rows,
+            results,
+            receipts=self.channel.limits.receipts,
+            retry=self.retry,
+            now=now,
+            available=frozenset(self.settings.channels),
+        )
 
-    async def _check_warnings(
-        self, claimed: Sequence[Claimed]
+    def _count(self, counts: dict[str, int], dropped: int) -> None:
+        s = self.stats
+        s.sent += counts["sent"]
+        s.delivered += counts["delivered"]
+        s.retried += counts["retried"]
+        s.failed += counts["failed"]
+        s.dropped += dropped
+
+    @staticmethod
+    def _check_warnings(
+        claimed: list[Claimed], warnings: dict[str, WarningStop], now: datetime
     ) -> tuple[list[Claimed], dict[int, str]]:
         """Rows whose warning may still be sent, and the others with the state they end in."""
-        ids = {c.warning_id for c in claimed}
-        now = utcnow()
-        async with self.db.reader() as session:
-            rows = (
-                await session.execute(
-                    select(WarningRecord.id, WarningRecord.state, WarningRecord.expires_at).where(
-                        WarningRecord.id.in_(ids)
-                    )
-                )
-            ).all()
         stop: dict[str, str] = {}
-        for wid, state, expires in rows:
+        for wid, (state, expires) in warnings.items():
             if expires is not None and expires <= now:
                 stop[wid] = "expired"
             elif state not in SENDABLE:
                 stop[wid] = "cancelled" if state == "cancelled" else "expired"
+        if not stop:
+            return claimed, {}
         dropped = {c.id: stop[c.warning_id] for c in claimed if c.warning_id in stop}
         return [c for c in claimed if c.id not in dropped], dropped
 
-    async def _send(self, rows: list[Claimed]) -> dict[int, Result]:
-        async with self.db.reader() as session:
-            where = await addresses(session, rows)
-            messages: list[Message] = []
-            results: dict[int, Result] = {}
-            for c in rows:
-                address = where.get(c.id)
-                if not address:
-                    results[c.id] = Result(
-                        c.id, Status.PERMANENT, error=f"no address for {c.channel}"
-                    )
-                    continue
-                messages.append(await self.renderer.message(session, c, address))
-        size = max(1, self.channel.limits.max_batch)
-        batches = [messages[i : i + size] for i in range(0, len(messages), size)]
-        for batch_results in await asyncio.gather(*(self._call(b) for b in batches)):
-            for r in batch_results:
-                results[r.delivery_id] = r
-        return results
-
-    async def _call(self, batch: list[Message]) -> list[Result]:
-        async with self._sem:
-            await self.rate.acquire(len(batch))
-            started = time.perf_counter()
-            try:
-                out = await self.channel.send(batch)
-            except Exception as exc:
-                self.stats.calls_failed += 1
-                error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning(
-                    "channel call failed",
-                    extra={"channel": self.kind, "instance": self.name, "error": error},
+    async def _prepare(
+        self, session: AsyncSession, rows: list[Claimed]
+    ) -> tuple[list[_Call], list[tuple[Claimed, Result]]]:
+        """Address and render the rows; the calls to make (in claim order) and the rows
+        that cannot be sent at all (no address: a permanent failure)."""
+        where = await addresses(session, rows)
+        rendered: dict[tuple[str, str, str], Rendered] = {}
+        sendable: list[Claimed] = []
+        messages: list[Message] = []
+        unsendable: list[tuple[Claimed, Result]] = []
+        for c in rows:
+            address = where.get(c.id)
+            if not address:
+                error = f"no address for {c.channel}"
+                unsendable.append((c, Result(c.id, Status.PERMANENT, error=error)))
+                continue
+            key = (c.warning_id, c.channel, c.language)
+            text = rendered.get(key)
+            if text is None:
+                text = rendered[key] = await self.renderer.rendered(session, c)
+            sendable.append(c)
+            messages.append(
+                Message(
+                    delivery_id=c.id,
+                    address=address,
+                    text=text.text,
+                    subject=text.subject or "",
+                    html=text.html,
+                    language=c.language,
+                    priority=c.priority,
+                    idempotency_key=f"wp-{c.id}",
                 )
-                out = [Result(m.delivery_id, Status.TRANSIENT, error=error) for m in batch]
-            finally:
-                self.rate.finish(len(batch))
-        ok = sum(r.status in (Status.SENT, Status.DELIVERED, Status.PERMANENT) for r in out)
+            )
+        send_by = time.monotonic() + self.settings.dispatch.lease_seconds / 2
+        probe = self._probing()
+        if probe:
+            self._probe_at = time.monotonic()
+        size = self.per_call
+        if size == 1:
+            calls = [
+                _Call([c], [m], send_by, probe) for c, m in zip(sendable, messages, strict=True)
+            ]
+        else:
+            calls = [
+                _Call(sendable[i : i + size], messages[i : i + size], send_by, probe)
+                for i in range(0, len(sendable), size)
+            ]
+        return calls, unsendable
+
+    # -- senders ----------------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            call = await self._calls.get()
+            if call is None:
+                return
+            n = len(call.rows)
+            self._waiting -= n
+            if self._waiting < self.wave <= self._waiting + n:
+                self._nudge()  # room for the next round
+            try:
+                await self._send(call)
+            except Exception:
+                # Nothing may leak a claimed row: whatever went wrong, the rows are settled
+                # (recorded as a transient failure: no result from the channel).
+                log.exception("sender failed", extra={"channel": self.kind, "instance": self.name})
+                self._settle(call.rows, [])
+
+    async def _send(self, call: _Call) -> None:
+        n = len(call.rows)
+        self._reserved -= n
+        if not self._may_send(call) or not await self._wait_pause(call):
+            self._hand_back(call.rows)
+            return
+        if self.rate.available() >= n:
+            self.rate.start(n)
+        else:
+            await self.rate.acquire(n)
+        started = time.perf_counter()
+        try:
+            out = await self.channel.send(call.messages)
+        except Exception as exc:
+            self.stats.calls_failed += 1
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning(
+                "channel call failed",
+                extra={"channel": self.kind, "instance": self.name, "error": error},
+            )
+            out = [Result(m.delivery_id, Status.TRANSIENT, error=error) for m in call.messages]
+        finally:
+            self.rate.finish(n)
+        ok = 0
+        wait = 0.0
+        for r in out:
+            if r.status in SENT_OK:
+                ok += 1
+            if r.retry_after_s and r.retry_after_s > wait:
+                wait = r.retry_after_s
         self.breaker.record(ok > 0 or not out)
         self.health.record(True, ok)
         self.health.record(False, len(out) - ok)
         self._observe(time.perf_counter() - started, out)
-        waits = [r.retry_after_s for r in out if r.retry_after_s]
-        if waits:
-            pause = min(max(waits), self.settings.dispatch.retry_max_s)
+        if wait:
+            pause = min(wait, self.settings.dispatch.retry_max_s)
             self.paused_until = max(self.paused_until, time.monotonic() + pause)
-        return out
+        self._settle(call.rows, out)
+
+    def _may_send(self, call: _Call) -> bool:
+        """Whether the instance takes work now: a demoted instance, or one whose breaker is
+        open, sends only its probe; the rows of other calls go back to the queue."""
+        if self._closing.is_set() or time.monotonic() >= call.send_by:
+            return False
+        if call.probe:
+            return self.breaker.allows()
+        return not self._probing()
+
+    def _probing(self) -> bool:
+        """Whether the instance only sends probes: its breaker is open or it is demoted.
+        (The health score is summed over its recent outcomes: read at most every few ms.)"""
+        if self.breaker.is_open:
+            return True
+        now = time.monotonic()
+        if now >= self._demoted_until:
+            self._demoted = self.health.demoted
+            self._demoted_until = now + DEMOTED_FOR_S
+        return self._demoted
+
+    async def _wait_pause(self, call: _Call) -> bool:
+        """Wait while the peer asked to; False when the lease would run short meanwhile."""
+        while (pause := self.paused_until - time.monotonic()) > 0:
+            if time.monotonic() + pause >= call.send_by:
+                return False
+            try:
+                await asyncio.wait_for(self._closing.wait(), timeout=pause)
+                return False  # stopping: the rows go back unsent
+            except TimeoutError:
+                pass
+        return True
+
+    def _settle(self, rows: list[Claimed], out: list[Result]) -> None:
+        if not self._outcome_rows and not self._handed_back:
+            self._outcomes_since = time.monotonic()
+        self._outcomes.append((rows, out))
+        self._outcome_rows += len(rows)
+        self._wake_to_record()
+
+    def _hand_back(self, rows: list[Claimed]) -> None:
+        if not self._outcome_rows and not self._handed_back:
+            self._outcomes_since = time.monotonic()
+        self._handed_back.extend(rows)
+        self._wake_to_record()
+
+    def _wake_to_record(self) -> None:
+        settled = self._outcome_rows + len(self._handed_back)
+        if settled >= self._unrecorded or settled >= self._record_max:
+            self._nudge()
 
     def _observe(self, seconds: float, out: list[Result]) -> None:
-        m, labels = self.metrics, (self.kind, self.name)
-        m.send_seconds.labels(*labels).observe(seconds)
-        for r in out:
-            m.messages.labels(*labels, r.status.value).inc()
-        m.error_rate.labels(*labels).set(self.health.error_rate)
-        m.demoted.labels(*labels).set(1 if self.health.demoted else 0)
-        m.breaker_open.labels(*labels).set(1 if self.breaker.is_open else 0)
+        self._m_seconds.observe(seconds)
+        if len(out) == 1:
+            self._m_messages[out[0].status].inc()
+        else:
+            by_status: dict[Status, int] = {}
+            for r in out:
+                by_status[r.status] = by_status.get(r.status, 0) + 1
+            for status, n in by_status.items():
+                self._m_messages[status].inc(n)
+        now = time.monotonic()
+        if now - self._gauges_at >= GAUGES_EVERY_S or self.breaker.is_open:
+            self._gauges_at = now
+            self._m_error_rate.set(self.health.error_rate)
+            self._m_demoted.set(1 if self.health.demoted else 0)
+            self._m_breaker.set(1 if self.breaker.is_open else 0)
 
-    async def _record(
-        self, rows: list[Claimed], results: dict[int, Result], dropped: dict[int, str]
-    ) -> None:
-        now = utcnow()
-        async with self.db.session() as session:
-            counts = await record(
-                session,
-                self.owner,
-                rows,
-                results,
-                receipts=self.channel.limits.receipts,
-                retry=self.retry,
-                now=now,
-                available=frozenset(self.settings.channels),
-            )
-            if dropped:
-                await update_many(
-                    session,
-                    self.owner,
-                    [
-                        {
-                            "b_id": i,
-                            "state": state,
-                            "final_at": now,
-                            "lease_owner": None,
-                            "last_error": f"warning {state} before sending",
-                        }
-                        for i, state in dropped.items()
-                    ],
-                )
-        self.stats.sent += counts["sent"]
-        self.stats.delivered += counts["delivered"]
-        self.stats.retried += counts["retried"]
-        self.stats.failed += counts["failed"]
-        self.stats.dropped += len(dropped)
+    # -- stopping -------------------------------------------------------------------------
+
+    async def _shut_down(self, senders: list[asyncio.Task[None]]) -> None:
+        """Stop claiming; calls not yet started go back to the queue unsent; calls in flight
+        finish; everything that came back is recorded."""
+        self._closing.set()
+        while not self._calls.empty():
+            call = self._calls.get_nowait()
+            if call is not None:
+                self._waiting -= len(call.rows)
+                self._reserved -= len(call.rows)
+                self._hand_back(call.rows)
+        for _ in senders:
+            self._calls.put_nowait(None)
+        try:
+            await asyncio.gather(*senders)
+        finally:
+            for task in senders:
+                task.cancel()
+            if self._outcomes or self._handed_back:
+                try:
+                    await self.step(0)
+                except Exception:
+                    log.exception(
+                        "recording the last outcomes failed; their leases will run out",
+                        extra={"channel": self.kind, "instance": self.name},
+                    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from warnpub.clock import new_id, utcnow
@@ -233,6 +233,14 @@ class Delivery(SQLModel, table=True):
         # The claim: due rows of one channel, highest priority first.
         Index("ix_deliveries_claim", "channel", "state", "priority", "next_attempt_at"),
         Index("ix_deliveries_warning_state", "warning_id", "state"),
+        # Receipts find a sent row by the gateway's message id; rows not sent yet have none
+        # and stay out of the index (a million-row plan does not write a million entries).
+        Index(
+            "ix_deliveries_provider_ref",
+            "provider_ref",
+            sqlite_where=text("provider_ref IS NOT NULL"),
+            postgresql_where=text("provider_ref IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -255,7 +263,7 @@ class Delivery(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The channel instance (e.g. SMS gateway) that took it, and that instance's message id.
     gateway: str | None = Field(default=None, max_length=64)
-    provider_ref: str | None = Field(default=None, max_length=120, index=True)
+    provider_ref: str | None = Field(default=None, max_length=120)
     last_error: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -274,3 +282,8 @@ class InboundMessage(SQLModel, table=True):
     text: str = Field(max_length=2000)
     received_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# Notice boards keep their own tables next to their code; importing them here registers them
+# wherever the engine's tables are registered (migrations, the schema comparison test).
+import warnpub.boards.tables  # noqa: E402, F401
