@@ -88,6 +88,15 @@ class PushesReceipts(Protocol):
     def bind_receipts(self, sink: ReceiptSink) -> None: ...
 
 
+@runtime_checkable
+class UsesDatabase(Protocol):
+    """A channel whose peer is our own database (a notice board reads its warnings from it).
+    The dispatcher hands it its own :class:`~warnpub.storage.engine.Database` before
+    ``start()``, so the channel uses the database ``warnpub`` was configured with."""
+
+    def bind_database(self, db: Any) -> None: ...
+
+
 class ChannelError(Exception):
     """A channel could not be set up (bad configuration); says what to fix."""
 

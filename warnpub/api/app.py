@@ -7,7 +7,17 @@ from typing import Any
 from aiohttp import web
 
 from warnpub import __version__
-from warnpub.api import accounts, audience, audio, callbacks, feeds, public, review, warnings
+from warnpub.api import (
+    accounts,
+    audience,
+    audio,
+    boards,
+    callbacks,
+    feeds,
+    public,
+    review,
+    warnings,
+)
 from warnpub.api.context import SERVICES, Services
 from warnpub.api.middleware import problems
 from warnpub.api.routes import RouteTable
@@ -29,6 +39,7 @@ TABLES = (
     public.routes,
     audio.routes,
     feeds.routes,
+    boards.routes,
     meta,
 )
 RUNNER: web.AppKey[TimerRunner] = web.AppKey("timer_runner", TimerRunner)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from warnpub import __version__
-from warnpub.cli import admin, audience, demo_data, gatewaysim, running, speakersim
+from warnpub.cli import admin, audience, board, demo_data, gatewaysim, running, speakersim
 from warnpub.config import Settings, load_settings
 from warnpub.problems import Problem
 
@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     demo_data.register(sub)
     gatewaysim.register(sub)
     speakersim.register(sub)
+    board.register(sub)
     return p
 
 

@@ -12,12 +12,12 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select, update
 
 from warnpub.audit.log import append as audit
-from warnpub.channels.base import Channel, PushesReceipts, Receipt, ReceiptSink
+from warnpub.channels.base import Channel, PushesReceipts, Receipt, ReceiptSink, UsesDatabase
 from warnpub.clock import utcnow
 from warnpub.config import Settings
 from warnpub.dispatch.metrics import Metrics
@@ -70,6 +70,8 @@ class Dispatcher:
             for channel in instances:
                 if isinstance(channel, PushesReceipts):
                     channel.bind_receipts(self._receipt_sink(channel.name))
+                if isinstance(channel, UsesDatabase):
+                    channel.bind_database(self.db)
                 await channel.start()
         self._tasks = [
             asyncio.create_task(w.run(self._stopping), name=w.owner) for w in self.workers
@@ -191,6 +193,25 @@ class Dispatcher:
             total, overdue = late.get(w.name, (0, 0))
             w.health.slow_receipts = total >= 20 and overdue * 2 > total
 
+    def _receipt_overdue(self, now: datetime) -> ColumnElement[bool]:
+        """Sent rows whose receipt is overdue: ``[dispatch] receipt_timeout_s``, or the
+        instance's own shorter ``receipt_timeout_s`` (a board that has not shown a warning in
+        half an hour is unreached long before an SMS receipt is given up on)."""
+        default = self.settings.dispatch.receipt_timeout_s
+        known, overdue = [], []
+        for w in self.workers:
+            seconds = min(default, w.channel.limits.receipt_timeout_s)
+            mine = and_(Delivery.channel == w.kind, Delivery.gateway == w.name)
+            known.append(mine)
+            overdue.append(and_(mine, Delivery.sent_at < now - timedelta(seconds=seconds)))
+        cutoff = now - timedelta(seconds=default)
+        others = (
+            and_(not_(or_(*known)), Delivery.sent_at < cutoff)
+            if known
+            else (Delivery.sent_at < cutoff)
+        )
+        return or_(*overdue, others)
+
     async def sweep(self) -> None:
         """Reclaim dead workers' leases, end receipts that never came, complete finished warnings."""
         await self.receipt_health()
@@ -198,13 +219,12 @@ class Dispatcher:
             self.poke()
         now = utcnow()
         async with self.db.session() as session:
-            cutoff = now - timedelta(seconds=self.settings.dispatch.receipt_timeout_s)
             await session.execute(
                 update(Delivery)
                 .where(
                     Delivery.state == "sent",
                     Delivery.final_at.is_(None),
-                    Delivery.sent_at < cutoff,
+                    self._receipt_overdue(now),
                 )
                 .values(state="expired", final_at=now, last_error="no delivery receipt in time")
             )
