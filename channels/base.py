@@ -63,6 +63,9 @@ class Limits:
     concurrency: int = 4  # send() calls in flight at once
     receipts: bool = False  # the peer reports delivery later (then SENT waits for a receipt)
     receipt_timeout_s: float = 3600.0  # after this, a SENT message without receipt is final
+    # After this a missing receipt counts as late for the instance's health (None: the
+    # dispatcher's demote_receipt_s); for peers whose receipts are slow by design.
+    receipt_late_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

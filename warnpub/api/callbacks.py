@@ -1,4 +1,5 @@
-"""Gateway callbacks: SMS delivery receipts and inbound messages, signed with HMAC."""
+"""Gateway callbacks, signed with HMAC: SMS delivery receipts and inbound messages, voice-call
+outcomes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from warnpub.api.context import services
 from warnpub.api.routes import RouteTable
 from warnpub.callbacks.signing import HEADER, verify
 from warnpub.callbacks.sms_receipts import ReceiptFormat, parse_inbound, parse_receipts
+from warnpub.callbacks.voice_calls import parse_call_outcomes
+from warnpub.channels.base import ChannelError
+from warnpub.channels.voice_http import HttpVoice
 from warnpub.clock import utcnow
-from warnpub.dispatch.receipts import apply_receipts
-from warnpub.problems import not_found
+from warnpub.dispatch.receipts import RetrySchedule, apply_receipts
+from warnpub.problems import Problem, not_found
 from warnpub.storage.tables import InboundMessage
 
 routes = RouteTable()
@@ -122,3 +126,71 @@ async def sms_inbound(request: web.Request) -> web.Response:
             ]
         )
     return web.json_response({"stored": len(messages)})
+
+
+VOICE_ADAPTER = "http_voice"
+
+
+def _voice_gateway(request: web.Request) -> HttpVoice:
+    """The configured ``http_voice`` instance the callback names (its secret, retry schedule
+    and outcome format); 404 when there is none."""
+    name = request.match_info["gateway"]
+    for entry in services(request).settings.channels.get("voice", []):
+        if entry.get("name") != name:
+            continue
+        if entry.get("adapter") != VOICE_ADAPTER:
+            raise not_found(f"the voice channel {name!r} does not use the {VOICE_ADAPTER} adapter")
+        try:
+            return HttpVoice(name, entry)
+        except ChannelError as exc:
+            raise Problem(
+                500, "Voice gateway misconfigured", f"channels.voice (name {name!r}): {exc}"
+            ) from None
+    raise not_found(f"no voice gateway named {name!r} is configured")
+
+
+@routes.route(
+    "POST",
+    "/api/v1/callbacks/voice/{gateway}/outcomes",
+    auth="gateway signature",
+    summary=(
+        "Call outcomes from a voice gateway (answered, 1 pressed, no answer, busy, failed), "
+        "signed with its callback secret."
+    ),
+    params=SIGNED,
+    errors=(400, 401, 404, 413, 422),
+    response={
+        "200": {
+            "description": (
+                "Outcomes recorded: answered → delivered (acknowledged when 1 was pressed); "
+                "no answer / busy → called again on the gateway's retry schedule, then failed; "
+                "failed → the route's next step"
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "applied": {"type": "integer"},
+                            "unmatched": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def voice_outcomes(request: web.Request) -> web.Response:
+    svc = services(request)
+    gateway = _voice_gateway(request)
+    body = await read_body(request, svc.settings.server.max_body_bytes)
+    verify(gateway.callback_secret, request.headers.get(HEADER), body)
+    outcomes = parse_call_outcomes(body, gateway.outcome_format, gateway.confirm_digit)
+    schedule = RetrySchedule(gateway.retries, gateway.retry_interval_s)
+    async with svc.db.session() as session:
+        applied, unmatched = await apply_receipts(
+            session, gateway.name, outcomes, frozenset(svc.settings.channels), retry=schedule
+        )
+    if svc.dispatcher is not None and applied:
+        svc.dispatcher.poke()  # a failed call may have queued the next step of a route
+    return web.json_response({"applied": applied, "unmatched": unmatched})

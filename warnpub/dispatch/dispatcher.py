@@ -151,47 +151,48 @@ class Dispatcher:
 
     async def receipt_health(self) -> None:
         """Demote gateways whose receipts are late: of the messages each sent in the last few
-        receipt periods, most still wait past ``demote_receipt_s``; restore them when not."""
-        late_after = self.settings.dispatch.demote_receipt_s
+        receipt periods, most still wait past ``demote_receipt_s`` (or the instance's own
+        ``receipt_late_s``: a voice call rings and is retried for minutes by design); restore
+        them when not."""
+        by_limit: dict[float, list[ChannelWorker]] = {}
+        for w in self.workers:
+            if w.channel.limits.receipts:
+                limit = w.channel.limits.receipt_late_s or self.settings.dispatch.demote_receipt_s
+                by_limit.setdefault(limit, []).append(w)
         now = utcnow()
+        for late_after, workers in by_limit.items():
+            late = await self._late_receipts(now, late_after, workers)
+            for w in workers:
+                total, overdue = late.get((w.kind, w.name), (0, 0))
+                w.health.slow_receipts = total >= 20 and overdue * 2 > total
+
+    async def _late_receipts(
+        self, now: datetime, late_after: float, workers: list[ChannelWorker]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        """(channel, instance) → (messages sent lately, of them still waiting or given up)."""
         since = now - timedelta(seconds=max(late_after * 5, 60.0))
+        overdue = or_(
+            Delivery.state == "expired",
+            and_(Delivery.state == "sent", Delivery.sent_at < now - timedelta(seconds=late_after)),
+        )
         async with self.db.reader() as session:
             rows = (
                 await session.execute(
                     select(
+                        Delivery.channel,
                         Delivery.gateway,
                         func.count(),
-                        func.sum(
-                            case(
-                                (
-                                    or_(
-                                        # still waiting past the limit, or given up on
-                                        Delivery.state == "expired",
-                                        and_(
-                                            Delivery.state == "sent",
-                                            Delivery.sent_at < now - timedelta(seconds=late_after),
-                                        ),
-                                    ),
-                                    1,
-                                ),
-                                else_=0,
-                            )
-                        ),
+                        func.sum(case((overdue, 1), else_=0)),
                     )
                     .where(
                         Delivery.sent_at >= since,
-                        Delivery.gateway.is_not(None),
+                        Delivery.gateway.in_(sorted({w.name for w in workers})),
                         Delivery.state.in_(("sent", "delivered", "expired")),
                     )
-                    .group_by(Delivery.gateway)
+                    .group_by(Delivery.channel, Delivery.gateway)
                 )
             ).all()
-        late = {gateway: (total, int(overdue or 0)) for gateway, total, overdue in rows}
-        for w in self.workers:
-            if not w.channel.limits.receipts:
-                continue
-            total, overdue = late.get(w.name, (0, 0))
-            w.health.slow_receipts = total >= 20 and overdue * 2 > total
+        return {(kind, gw): (total, int(n or 0)) for kind, gw, total, n in rows}
 
     def _receipt_overdue(self, now: datetime) -> ColumnElement[bool]:
         """Sent rows whose receipt is overdue: ``[dispatch] receipt_timeout_s``, or the

@@ -4,15 +4,34 @@ A receipt names the delivery by our reference (``wp-<delivery id>``) or by the g
 message id. It may overtake the worker that sent the message (the gateway answers, then
 reports delivery before the worker has recorded ``sent``), so ``sending`` rows accept receipts
 too; the worker's later write only touches rows still ``sending`` and leaves them alone.
+
+What a receipt does to its row:
+
+- ``delivered``: the row is delivered; a receipt that also says the person confirmed (a voice
+  call answered with 1 pressed, :class:`~warnpub.callbacks.voice_calls.CallReceipt`) sets
+  ``acknowledged_at`` as well.
+- ``permanent``: the row failed; when every row of its route step has failed, the target moves
+  to the route's next step.
+- ``transient`` ("try again later": a call nobody answered, a busy line): with a
+  :class:`RetrySchedule`, the row goes back to ``queued`` in the same route step, due
+  ``interval_s`` later, while it has been attempted at most ``retries`` times more than once;
+  then (or without a schedule) it fails like a permanent receipt.
+
+Call outcomes name their call: an outcome whose call id differs from the row's current one is
+left alone (a late or repeated callback of an earlier call must not end the call that is
+ringing now).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warnpub.callbacks.voice_calls import CallReceipt
 from warnpub.channels.base import Receipt, Status
 from warnpub.clock import utcnow
 from warnpub.dispatch.outbox import Claimed
@@ -22,13 +41,31 @@ from warnpub.storage.tables import Delivery
 AWAITING = ("sending", "sent")
 
 
+@dataclass(frozen=True, slots=True)
+class RetrySchedule:
+    """How a "try again later" receipt is retried: up to ``retries`` more attempts,
+    ``interval_s`` after the receipt arrived."""
+
+    retries: int
+    interval_s: float
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.interval_s < 0:
+            raise ValueError("retries and interval_s must not be negative")
+
+
 async def apply_receipts(
     session: AsyncSession,
     gateway: str,
     receipts: Sequence[Receipt],
     available: frozenset[str] | None = None,
+    *,
+    retry: RetrySchedule | None = None,
 ) -> tuple[int, int]:
-    """Record receipts from ``gateway``; returns (applied, not matched or already final)."""
+    """Record receipts from ``gateway``; returns (applied, not matched or already final).
+
+    ``retry`` is the gateway's schedule for TRANSIENT ("try again later") receipts; without
+    one they fail the row at once."""
     ids = [r.delivery_id for r in receipts if r.delivery_id is not None]
     refs = [r.provider_ref for r in receipts if r.provider_ref]
     if not ids and not refs:
@@ -57,20 +94,62 @@ async def apply_receipts(
         d = d or (by_ref.get(r.provider_ref) if r.provider_ref else None)
         if d is None or d.state not in AWAITING:
             continue
-        d.state = "delivered" if r.status is Status.DELIVERED else "failed"
+        if _stale_call(r, d):
+            continue
+        if r.status is Status.TRANSIENT and retry is not None and d.attempts <= retry.retries:
+            _again(d, r, now, retry)
+            applied += 1
+            continue
+        if r.status is Status.DELIVERED:
+            d.state = "delivered"
+        else:
+            d.state = "failed"
         d.final_at = r.at or now
         d.sent_at = d.sent_at or d.final_at
         d.lease_owner = None
         if r.provider_ref and not d.provider_ref:
             d.provider_ref = r.provider_ref
+        if isinstance(r, CallReceipt) and r.acknowledged and d.acknowledged_at is None:
+            d.acknowledged_at = r.at or now
         if d.state == "failed":
-            d.last_error = (r.error or "the gateway reported the message undelivered")[:500]
+            error = r.error or "the gateway reported the message undelivered"
+            if r.status is Status.TRANSIENT:
+                error = f"{error}; gave up after {d.attempts} attempt(s)"
+            d.last_error = error[:500]
             failed.append(d)
         applied += 1
     await session.flush()
     if failed:
         await advance(session, [_claimed(d) for d in failed], now, available)
     return applied, len(receipts) - applied
+
+
+def _stale_call(r: Receipt, d: Delivery) -> bool:
+    """A call outcome for another call than the row's current one (an earlier attempt's)."""
+    return (
+        isinstance(r, CallReceipt)
+        and bool(r.provider_ref)
+        and bool(d.provider_ref)
+        and r.provider_ref != d.provider_ref
+    )
+
+
+def _again(d: Delivery, r: Receipt, now: datetime, retry: RetrySchedule) -> None:
+    """Back to the queue in the same route step, due after the schedule's interval. The claim
+    counts the next attempt; the call id is forgotten so the next call's outcome is the one
+    that matches."""
+    d.state = "queued"
+    d.next_attempt_at = now + timedelta(seconds=retry.interval_s)
+    d.lease_owner = None
+    d.lease_until = None
+    d.gateway = None
+    d.provider_ref = None
+    d.sent_at = d.sent_at or r.at or now
+    total = retry.retries + 1
+    reason = r.error or "try again later"
+    d.last_error = f"{reason} (attempt {d.attempts} of {total}; next in {retry.interval_s:g} s)"[
+        :500
+    ]
 
 
 def _claimed(d: Delivery) -> Claimed:

@@ -1,8 +1,10 @@
 """The simulator's HTTP interface (aiohttp). See docs/channels.md for every endpoint.
 
-``POST /sms`` one message, ``POST /sms/batch`` a list; ``POST /control`` and ``POST /reset``
-change faults and state; ``GET /stats`` and ``GET /messages`` report; ``POST /inbound`` makes a
-person "reply" (forwarded, signed, to the inbound URL); ``GET /health``.
+``POST /sms`` one message, ``POST /sms/batch`` a list; ``POST /voice/calls`` one call (its
+outcome is posted, signed, to the request's callback URL); ``POST /control`` and
+``POST /reset`` change faults and state; ``GET /stats``, ``GET /messages`` and
+``GET /voice/calls`` report; ``POST /inbound`` makes a person "reply" (forwarded, signed, to
+the inbound URL); ``GET /health``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from warnpub.gatewaysim.callbacks import post_signed, pump_receipts
+from warnpub.gatewaysim.callbacks import post_signed, pump_calls, pump_receipts
 from warnpub.gatewaysim.config import SimConfig, SimConfigError, from_options, updated
 from warnpub.gatewaysim.state import SimGateway, iso_ts
 
@@ -41,6 +43,8 @@ def create_sim_app(config: SimConfig | Mapping[str, Any] | None = None) -> web.A
     app.cleanup_ctx.append(_background)
     app.router.add_post("/sms", send_one)
     app.router.add_post("/sms/batch", send_batch)
+    app.router.add_post("/voice/calls", place_call)
+    app.router.add_get("/voice/calls", calls)
     app.router.add_post("/control", control)
     app.router.add_post("/reset", reset)
     app.router.add_get("/stats", stats)
@@ -53,13 +57,18 @@ def create_sim_app(config: SimConfig | Mapping[str, Any] | None = None) -> web.A
 async def _background(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5), trust_env=False)
     app[SESSION] = session
-    pump = asyncio.create_task(pump_receipts(app[GATEWAY], session), name="gateway-sim receipts")
+    pumps = [
+        asyncio.create_task(pump_receipts(app[GATEWAY], session), name="gateway-sim receipts"),
+        asyncio.create_task(pump_calls(app[GATEWAY], session), name="gateway-sim calls"),
+    ]
     yield
-    pump.cancel()
-    try:
-        await pump
-    except asyncio.CancelledError:
-        pass
+    for pump in pumps:
+        pump.cancel()
+    for pump in pumps:
+        try:
+            await pump
+        except asyncio.CancelledError:
+            pass
     await session.close()
 
 
@@ -142,6 +151,27 @@ async def send_batch(request: web.Request) -> web.Response:
         wait = min(o.retry_after_s or 1.0 for o in outcomes)
         return _json(429, {"results": results, "code": "throttled"}, wait)
     return _json(200, {"results": results})
+
+
+async def place_call(request: web.Request) -> web.Response:
+    """One call request (to, text, prompt, language, reference, callback_url)."""
+    admitted = await _admit(request)
+    if isinstance(admitted, web.Response):
+        return admitted
+    gateway, body = admitted
+    outcome = gateway.voice.submit(body)
+    return _json(outcome.status, outcome.body, outcome.retry_after_s)
+
+
+async def calls(request: web.Request) -> web.Response:
+    try:
+        since = int(request.query.get("since", "0"))
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        return _json(400, {"code": "malformed", "error": "since and limit are whole numbers"})
+    if since < 0 or not 1 <= limit <= 100_000:
+        return _json(400, {"code": "malformed", "error": "since ≥ 0 and 1 ≤ limit ≤ 100000"})
+    return _json(200, request.app[GATEWAY].voice.page(since, limit))
 
 
 async def control(request: web.Request) -> web.Response:

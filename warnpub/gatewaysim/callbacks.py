@@ -77,3 +77,26 @@ async def pump_receipts(gateway: SimGateway, session: aiohttp.ClientSession) -> 
         if gateway.generation != generation:
             continue
         gateway.counts["receipts_sent" if ok else "receipts_dropped"] += len(batch)
+
+
+async def pump_calls(gateway: SimGateway, session: aiohttp.ClientSession) -> None:
+    """Forever: end the calls whose time has come and post their outcomes, per callback URL."""
+    voice = gateway.voice
+    voice.wake = asyncio.Event()
+    while True:
+        groups = voice.take_due(gateway.config.callback_batch)
+        if not groups:
+            voice.wake.clear()
+            try:
+                await asyncio.wait_for(voice.wake.wait(), timeout=voice.next_due_in())
+            except TimeoutError:
+                pass
+            continue
+        generation = gateway.generation
+        sent = await asyncio.gather(
+            *(deliver(gateway, session, url, {"calls": calls}, len(calls)) for url, calls in groups)
+        )
+        if gateway.generation != generation:
+            continue
+        for ok, (_, calls) in zip(sent, groups, strict=True):
+            voice.counts["callbacks_sent" if ok else "callbacks_dropped"] += len(calls)

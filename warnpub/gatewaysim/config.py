@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 ReceiptMode = Literal["deliver", "fail", "none"]
 RECEIPT_MODES: tuple[ReceiptMode, ...] = ("deliver", "fail", "none")
+# How a simulated call ends: answered and 1 pressed, answered, not answered, busy, failed.
+CALL_OUTCOMES = ("confirmed", "answered", "no_answer", "busy", "failed")
 
 
 class SimConfigError(ValueError):
@@ -33,6 +35,11 @@ class SimConfig:
     callback_batch: int = 200  # receipts per callback request
     callback_attempts: int = 8  # tries per callback before its receipts are dropped
     seed: int | None = None  # makes error injection reproducible
+    voice_outcome: str = "confirmed"  # how calls end, unless voice_outcomes names the number
+    # number → the outcomes of its calls in order (the last one repeats)
+    voice_outcomes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    voice_delay_ms: float = 200.0  # from accepting a call to posting its outcome
+    voice_callback_url: str | None = None  # for call requests that carry no callback_url
 
     def copy(self) -> SimConfig:
         return replace(self)
@@ -46,6 +53,8 @@ class SimConfig:
                 value = "***" if value else None
             elif isinstance(value, frozenset):
                 value = sorted(value)
+            elif f.name == "voice_outcomes":
+                value = {number: list(outcomes) for number, outcomes in value.items()}
             out[f.name] = value
         return out
 
@@ -64,6 +73,10 @@ CONTROL_KEYS = frozenset(
         "inbound_url",
         "secret",
         "callback_attempts",
+        "voice_outcome",
+        "voice_outcomes",
+        "voice_delay_ms",
+        "voice_callback_url",
     }
 )
 
@@ -91,7 +104,11 @@ def updated(
                 outage = _number(value, 0, 86_400)
             elif key == "error_rate":
                 new.error_rate = _number(value, 0, 1)
-            elif key in ("latency_ms", "receipt_delay_ms"):
+            elif key == "voice_outcome":
+                new.voice_outcome = _outcome(value)
+            elif key == "voice_outcomes":
+                new.voice_outcomes = _outcomes(value)
+            elif key in ("latency_ms", "receipt_delay_ms", "voice_delay_ms"):
                 setattr(new, key, _number(value, 0, 600_000))
             elif key == "throttle_per_s":
                 new.throttle_per_s = 0.0 if value is None else _number(value, 0, 1e9)
@@ -103,7 +120,7 @@ def updated(
                 if value not in RECEIPT_MODES:
                     raise SimConfigError(f"use one of {', '.join(RECEIPT_MODES)}")
                 new.receipts = value
-            elif key in ("callback_url", "inbound_url"):
+            elif key in ("callback_url", "inbound_url", "voice_callback_url"):
                 setattr(new, key, _url(value))
             elif key in ("secret", "auth_header", "auth_value"):
                 if value is not None and not isinstance(value, str):
@@ -135,6 +152,32 @@ def _number(value: Any, low: float, high: float) -> float:
     if not math.isfinite(number) or not low <= number <= high:
         raise SimConfigError(f"give a number from {low:g} to {high:g}")
     return number
+
+
+def _outcome(value: Any) -> str:
+    if value not in CALL_OUTCOMES:
+        raise SimConfigError(f"use one of {', '.join(CALL_OUTCOMES)}")
+    return str(value)
+
+
+def _outcomes(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise SimConfigError(
+            'give an object of E.164 numbers and outcomes: {"+8613800138000": ["no_answer", '
+            '"confirmed"]}'
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for number, outcomes in value.items():
+        listed = [outcomes] if isinstance(outcomes, str) else outcomes
+        if not isinstance(listed, list) or not listed:
+            raise SimConfigError(f"{number}: give an outcome or a non-empty list of outcomes")
+        for outcome in listed:
+            if outcome not in CALL_OUTCOMES:
+                raise SimConfigError(
+                    f"{number}: {outcome!r} is not an outcome; use {', '.join(CALL_OUTCOMES)}"
+                )
+        out[number] = tuple(listed)
+    return out
 
 
 def _url(value: Any) -> str | None:

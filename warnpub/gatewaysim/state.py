@@ -80,6 +80,10 @@ class SimGateway:
         self.clock = clock
         self.config = config.copy()
         self.wake: asyncio.Event | None = None  # set by the receipt pump when it runs
+        # Imported here: the voice module builds on this one (Outcome, valid_number).
+        from warnpub.gatewaysim.voice import VoiceCalls
+
+        self.voice = VoiceCalls(self)
         self.reset(keep_config=True)
 
     def reset(self, *, keep_config: bool = False) -> None:
@@ -98,6 +102,7 @@ class SimGateway:
         self.counts: Counter[str] = Counter()
         self.due: list[tuple[float, int, dict[str, Any]]] = []  # (due, seq, receipt) heap
         self.inbound_seq = 0
+        self.voice.reset()
         self._poke()
 
     def apply(self, config: SimConfig, outage_s: float | None) -> None:
@@ -256,6 +261,7 @@ class SimGateway:
                 "callback_failures": c["callback_failures"],
             },
             "inbound_forwarded": c["inbound_forwarded"],
+            "calls": self.voice.stats(),
         }
         if numbers:
             out["per_number"] = dict(self.per_number)
