@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from warnpub.cli.common import run, transaction
 from warnpub.cli.running import serve_until_stopped
 from warnpub.clock import utcnow
 from warnpub.config import Settings
+from warnpub.embedded_broker import embedded_broker
 from warnpub.gatewaysim.app import create_sim_app
+from warnpub.speakersim import SimOptions, SpeakerSim
 from warnpub.storage.migrate import upgrade
 
 BEIJING = timezone(timedelta(hours=8))
@@ -293,6 +296,54 @@ def _print_delivery(report: dict[str, Any]) -> None:
         print("  " + line.replace("warnpub_deliveries", ""))
 
 
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _demo_channels(
+    sim_url: str, base: str, mqtt_host: str, mqtt_port: int
+) -> dict[str, list[dict[str, Any]]]:
+    """SMS and voice calls through the loopback gateway simulator, loudspeakers through the
+    embedded broker. Notice boards and village contacts' visits are not simulated in the demo:
+    their route steps are recorded as "no … channel is configured" and the route moves on."""
+    return {
+        "sms": [
+            {
+                "name": "demo-sim",
+                "adapter": "http_json",
+                "url": f"{sim_url}/sms",
+                "rate_per_s": 500,
+                "concurrency": 16,
+                "callback_secret": SIM_SECRET,
+            }
+        ],
+        "voice": [
+            {
+                "name": "demo-voice",
+                "adapter": "http_voice",
+                "url": f"{sim_url}/voice/calls",
+                "callback_url": f"{base}/api/v1/callbacks/voice/demo-voice/outcomes",
+                "callback_secret": SIM_SECRET,
+                "rate_per_s": 50,
+                "retry_interval_s": 5,
+            }
+        ],
+        "speaker": [
+            {
+                "name": "demo-speakers",
+                "adapter": "mqtt_speaker",
+                "host": mqtt_host,
+                "port": mqtt_port,
+                "ack_timeout_s": 60,
+                "repeat": 2,
+                "interval_s": 5,
+            }
+        ],
+    }
+
+
 def demo(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.database)
     for suffix in ("", "-wal", "-shm"):
@@ -307,35 +358,48 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
         async with transaction(settings) as s:
             summary = await generate(s, DemoOptions(people=args.people, seed=1))
         sim_url, sim = await _start_simulator()
-        settings.channels = {
-            "sms": [
-                {
-                    "name": "demo-sim",
-                    "adapter": "http_json",
-                    "url": f"{sim_url}/sms",
-                    "rate_per_s": 500,
-                    "concurrency": 16,
-                    "callback_secret": SIM_SECRET,
-                }
-            ]
-        }
-
-        async def after_start(base: str) -> None:
-            settings.server.public_url = base  # the app reads it for status URLs
-            async with aiohttp.ClientSession() as http:
-                callback = f"{base}/api/v1/callbacks/sms/demo-sim/receipts"
-                async with http.post(f"{sim_url}/control", json={"callback_url": callback}) as r:
-                    r.raise_for_status()
-            answers = await _submit_samples(base, keys)
-            _print_guide(base, keys, passwords, answers, summary.people, sim_url)
-            red = next((a for a in answers if a.get("green_channel")), None)
-            if args.no_serve and red is not None:
-                _print_delivery(await _wait_for_delivery(base, passwords["duty1"], red["id"], 120))
-
+        # The base URL must be known before the channels are built (the voice gateway is told
+        # where to post call outcomes), so a free port is picked here when none was given.
+        bind_port = port or _free_port(settings.server.host)
+        base = f"http://{settings.server.host}:{bind_port}"
         try:
-            await serve_until_stopped(
-                settings, settings.server.host, port, after_start, stop_at_once=args.no_serve
-            )
+            async with embedded_broker() as (mqtt_host, mqtt_port):
+                speakers = SpeakerSim(SimOptions(host=mqtt_host, port=mqtt_port, delay_s=0.2))
+                await speakers.start()
+                try:
+                    settings.channels = _demo_channels(sim_url, base, mqtt_host, mqtt_port)
+
+                    async def after_start(base: str) -> None:
+                        settings.server.public_url = base  # the app reads it for status URLs
+                        async with aiohttp.ClientSession() as http:
+                            callback = f"{base}/api/v1/callbacks/sms/demo-sim/receipts"
+                            async with http.post(
+                                f"{sim_url}/control", json={"callback_url": callback}
+                            ) as r:
+                                r.raise_for_status()
+                        answers = await _submit_samples(base, keys)
+                        _print_guide(base, keys, passwords, answers, summary.people, sim_url)
+                        print(
+                            f"Loudspeakers    : an embedded MQTT broker on {mqtt_host}:{mqtt_port} "
+                            "with simulated speaker groups that play and acknowledge"
+                        )
+                        red = next((a for a in answers if a.get("green_channel")), None)
+                        if args.no_serve and red is not None:
+                            report = await _wait_for_delivery(
+                                base, passwords["duty1"], red["id"], 120
+                            )
+                            _print_delivery(report)
+                            print(f"Speaker groups played and acknowledged: {len(speakers.played)}")
+
+                    await serve_until_stopped(
+                        settings,
+                        settings.server.host,
+                        bind_port,
+                        after_start,
+                        stop_at_once=args.no_serve,
+                    )
+                finally:
+                    await speakers.stop()
         finally:
             await sim.cleanup()
         return 0

@@ -14,6 +14,20 @@ from warnpub.timers.store import Handler, claim_due, fire
 log = logging.getLogger("warnpub.timers")
 
 
+class _SkippedTicks(logging.Filter):
+    """A tick that finds the previous one still running is skipped by design (``max_instances``
+    = 1: the running tick claims everything due); APScheduler would log each as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("warnpub-timers" in message or "TimerRunner.tick" in message) or (
+            "maximum number of running instances" not in message
+        )
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
+
+
 class TimerRunner:
     def __init__(
         self, db: Database, handlers: dict[str, Handler], *, tick_s: float, lease_s: float
