@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -36,6 +37,16 @@ from warnpub.storage.tables import WarningArea, WarningRecord
 
 DEVICE_CHANNEL = {"speaker_group": "speaker", "board_digital": "board", "board_paper": "board"}
 STREAM_CHUNK = 5000
+# The first read of each query is small, so the first targets of a tier (the special-needs
+# people at the head of a plan) are handed on before thousands more are read.
+FIRST_FETCH = 256
+PARTNER = RouteChoice("partner", (("webhook",),), True)
+
+
+def partner_id(name: str) -> int:
+    """The target id of a partner system's deliveries: a stable number from its instance
+    name (the dispatcher refuses two partners whose numbers collide)."""
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
 
 
 class Target(NamedTuple):
@@ -110,6 +121,9 @@ class Targeter:
         if not prefixes:
             return
         rank = LEVEL_RANK[scope.level]
+        partners = self._partners(prefixes[0].ljust(12, "0"), rank)
+        if partners:
+            yield partners
         devices = await self._devices(session, prefixes)
         kinds_in: dict[str, set[str]] = {}
         for d in devices:
@@ -125,6 +139,16 @@ class Targeter:
                 session, prefixes, split, index, rank, kinds_in, opt_out
             ):
                 yield batch
+
+    def _partners(self, area_code: str, rank: int) -> list[Target]:
+        """One target per configured partner system (``[[channels.webhook]]``): TV, radio and
+        messaging bridges pass a warning on to many people at once, so they go first."""
+        names = [str(e.get("name", "")) for e in self.settings.channels.get("webhook", [])]
+        return [
+            Target("partner", partner_id(n), area_code, 0, "partners", priority(0, rank), PARTNER)
+            for n in names
+            if n
+        ]
 
     def _device_target(self, d: Device, index: int, rank: int) -> Target:
         channel = DEVICE_CHANNEL.get(d.kind, d.kind)
@@ -219,7 +243,7 @@ async def prefetched(session: AsyncSession, stmt: Select[Any]) -> AsyncIterator[
             yield rows
         return
     result = await conn.stream(stmt.execution_options(yield_per=STREAM_CHUNK))
-    pending = asyncio.ensure_future(result.fetchmany(STREAM_CHUNK))
+    pending = asyncio.ensure_future(result.fetchmany(FIRST_FETCH))
     try:
         while rows := await pending:
             pending = asyncio.ensure_future(result.fetchmany(STREAM_CHUNK))
@@ -242,7 +266,7 @@ async def _prefetched_sqlite(conn: AsyncConnection, stmt: Select[Any]) -> AsyncI
     driver = raw.driver_connection
     assert driver is not None
     cursor = await driver.execute(str(compiled), positional)
-    pending = asyncio.ensure_future(cursor.fetchmany(STREAM_CHUNK))
+    pending = asyncio.ensure_future(cursor.fetchmany(FIRST_FETCH))
     try:
         while rows := await pending:
             pending = asyncio.ensure_future(cursor.fetchmany(STREAM_CHUNK))

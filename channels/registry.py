@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from warnpub.channels.base import Channel, ChannelError, ChannelFactory
-from warnpub.config import ROUTE_CHANNELS, Settings
+from warnpub.config import CHANNEL_KINDS, Settings
 
 GROUP = "warnpub.channels"
 
@@ -48,9 +48,9 @@ def build_channels(
     Raises :class:`ChannelError` naming the instance and the key to fix."""
     built: dict[str, list[Channel]] = {}
     for kind, entries in settings.channels.items():
-        if kind not in ROUTE_CHANNELS:
+        if kind not in CHANNEL_KINDS:
             raise ChannelError(
-                f"channels.{kind}: unknown channel kind; use one of {', '.join(ROUTE_CHANNELS)}"
+                f"channels.{kind}: unknown channel kind; use one of {', '.join(CHANNEL_KINDS)}"
             )
         seen: set[str] = set()
         built[kind] = []

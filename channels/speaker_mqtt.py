@@ -19,6 +19,8 @@ address is not a usable topic                   PERMANENT
 Every ack that arrives is pushed to the receipt sink the dispatcher binds
 (:class:`~warnpub.channels.base.PushesReceipts`): ``played`` → DELIVERED, ``failed`` →
 PERMANENT. ``stop(address, reference)`` publishes ``<address>/stop`` (used on Cancel).
+``ack_retries`` tells the dispatcher how often a silent group is played again before its
+delivery fails as unreached (:mod:`warnpub.dispatch.broadcasts`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ class MqttSpeakerConfig(BaseModel):
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     # A group that has not acknowledged after this is final (Limits.receipt_timeout_s).
     ack_timeout_s: float = Field(900.0, gt=0)
+    # A group silent for ack_timeout_s is played again this many times (the same reference),
+    # then its delivery fails as unreached (the dispatcher's sweeper does it).
+    ack_retries: int = Field(2, ge=0, le=20)
     # send() waits this long for the group's answer before answering SENT (0: do not wait).
     ack_wait_s: float = Field(0.0, ge=0, le=120)
     repeat: int = Field(3, ge=1, le=100)
@@ -207,6 +212,7 @@ class MqttSpeaker:
             receipt_timeout_s=cfg.ack_timeout_s,
         )
         self.weight = cfg.weight
+        self.ack_retries = cfg.ack_retries
         self.client_id = _client_id(cfg, name)
         self.synthesiser: Synthesiser | None = None
         if cfg.audio_base_url is not None:

@@ -28,6 +28,7 @@ MAX_TOPIC_BYTES = 60_000  # MQTT allows 65,535 bytes; leave room for the suffix
 ACK_STATUSES = ("played", "failed")
 AckStatus = Literal["played", "failed"]
 _REFERENCE_ID = re.compile(r"^(?:wp-)?(\d{1,18})$")
+_ROUND_REFERENCE = re.compile(r"^wp-(\d{1,18})-r(\d{1,6})$")
 
 
 # -- topics -------------------------------------------------------------------------------
@@ -87,6 +88,22 @@ def delivery_id_of(reference: str) -> int | None:
     """The delivery id in a reference ``wp-<id>`` (or a bare number); None otherwise."""
     found = _REFERENCE_ID.match(reference.strip())
     return int(found.group(1)) if found else None
+
+
+def round_reference(delivery_id: int, round_no: int) -> str:
+    """The reference of a re-broadcast: ``wp-<delivery id>-r<round>`` (round 1 is the
+    delivery itself, whose reference is ``wp-<delivery id>``)."""
+    if round_no < 2:
+        raise ValueError(f"round {round_no}: re-broadcasts are numbered from 2")
+    return f"wp-{delivery_id}-r{round_no}"
+
+
+def round_of(reference: str) -> tuple[int, int] | None:
+    """(delivery id, round) of a re-broadcast reference; None for any other reference."""
+    found = _ROUND_REFERENCE.match(reference.strip())
+    if found is None or int(found.group(2)) < 2:
+        return None
+    return int(found.group(1)), int(found.group(2))
 
 
 # -- payloads -----------------------------------------------------------------------------

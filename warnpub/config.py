@@ -122,6 +122,9 @@ class LoggingConfig(_Section):
 
 
 ROUTE_CHANNELS = ("sms", "email", "voice", "speaker", "board", "relay")
+# Channel kinds that can be configured: the route channels, and webhooks to partner systems
+# (which get every released warning, not a route step of a person).
+CHANNEL_KINDS = (*ROUTE_CHANNELS, "webhook")
 TIER_GROUPS = ("devices", "special_needs", "village_contacts", "rural_residents", "urban_residents")
 
 
@@ -194,6 +197,134 @@ class RenderConfig(_Section):
     default_language: str = "zh-CN"
 
 
+Milestone = Literal[
+    "approved",
+    "first_sent",
+    "first_delivered",
+    "delivered_50",
+    "delivered_90",
+    "delivered_99",
+    "last_acknowledged",
+]
+
+
+class TimeTarget(_Section):
+    """A clock the county keeps: ``milestone`` within ``minutes`` of ``since``."""
+
+    name: str = Field(min_length=1, max_length=100)
+    milestone: Milestone
+    since: Literal["received", "approved"] = "approved"
+    minutes: float = Field(gt=0)
+    # Only warnings of these levels are held to it.
+    levels: list[Literal["red", "orange", "yellow", "blue"]] = list(LEVELS)
+    # delivered_NN counted within one tier group (e.g. "special_needs"); empty = every target.
+    group: str = ""
+
+    @field_validator("group")
+    @classmethod
+    def _known_group(cls, v: str) -> str:
+        if v and v not in TIER_GROUPS:
+            raise ValueError(f"use one of {', '.join(TIER_GROUPS)} (or leave it empty)")
+        return v
+
+    @model_validator(mode="after")
+    def _group_with_percentile(self) -> TimeTarget:
+        if self.group and not self.milestone.startswith("delivered_"):
+            raise ValueError(
+                f"group applies to delivered_50/90/99 only, not to {self.milestone}; drop it"
+            )
+        return self
+
+
+class CoverageTarget(_Section):
+    """A share of the targets (of one tier group, or all) that must be reached or acknowledged."""
+
+    name: str = Field(min_length=1, max_length=100)
+    percent: float = Field(gt=0, le=100)
+    # "reached": delivered or acknowledged; "acknowledged": of the targets asked to acknowledge.
+    measure: Literal["reached", "acknowledged"] = "reached"
+    levels: list[Literal["red", "orange", "yellow", "blue"]] = list(LEVELS)
+    group: str = ""
+
+    @field_validator("group")
+    @classmethod
+    def _known_group(cls, v: str) -> str:
+        if v and v not in TIER_GROUPS:
+            raise ValueError(f"use one of {', '.join(TIER_GROUPS)} (or leave it empty)")
+        return v
+
+
+class ReportsConfig(_Section):
+    """Coverage-and-time reports (docs/reports.md): the county's clocks and its targets."""
+
+    # Major events: authoritative information out (received → first message sent) within
+    # authoritative_minutes, and never later than authoritative_limit_minutes.
+    major_levels: list[Literal["red", "orange", "yellow", "blue"]] = ["red", "orange"]
+    authoritative_minutes: float = Field(180, gt=0)
+    authoritative_limit_minutes: float = Field(300, gt=0)
+    time_targets: list[TimeTarget] = [
+        TimeTarget(name="reach the public", milestone="delivered_90", minutes=10),
+        TimeTarget(
+            name="special needs first", milestone="delivered_99", group="special_needs", minutes=10
+        ),
+    ]
+    coverage_targets: list[CoverageTarget] = [
+        CoverageTarget(name="everyone reached", percent=95),
+        CoverageTarget(
+            name="contacts acknowledged",
+            measure="acknowledged",
+            group="village_contacts",
+            percent=90,
+        ),
+    ]
+    # Unreached people and devices shown in text and JSON (CSV files list them all).
+    unreached_limit: int = Field(10_000, ge=0)
+    # Points per tier on the "delivery over time" chart.
+    chart_points: int = Field(100, ge=2, le=1000)
+    # Times in tables and on the page are shown in this zone (JSON and CSV carry UTC).
+    display_timezone: str = "Asia/Shanghai"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone name (e.g. Asia/Shanghai)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _limit_after_target(self) -> ReportsConfig:
+        if self.authoritative_limit_minutes < self.authoritative_minutes:
+            raise ValueError(
+                "authoritative_limit_minutes must not be less than authoritative_minutes"
+            )
+        return self
+
+
+class SpeakersConfig(_Section):
+    """Village loudspeakers beyond the first play (docs/channels.md, "Loudspeakers")."""
+
+    # Seconds between re-broadcasts of a warning in force on its speaker groups, per level;
+    # a level not named is played once (plus the retries of groups that stay silent).
+    rebroadcast_every_s: dict[Literal["red", "orange", "yellow", "blue"], float] = {
+        "red": 1800.0,
+        "orange": 3600.0,
+    }
+    # At most this many re-broadcasts per warning (0: until it expires or is cancelled).
+    max_rounds: int = Field(0, ge=0, le=10_000)
+
+    @field_validator("rebroadcast_every_s")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        for level, seconds in v.items():
+            if not seconds >= 1:
+                raise ValueError(f"{level} = {seconds}: give at least 1 second")
+        return v
+
+
 class Settings(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -205,6 +336,8 @@ class Settings(_Section):
     audiences: AudiencesConfig = AudiencesConfig()
     dispatch: DispatchConfig = DispatchConfig()
     render: RenderConfig = RenderConfig()
+    reports: ReportsConfig = ReportsConfig()
+    speakers: SpeakersConfig = SpeakersConfig()
     # Channel instances by kind: {"sms": [{"name": "sim", "adapter": "http_json", …}], …}.
     # Each adapter validates its own entries (see docs/channels.md).
     channels: dict[str, list[dict[str, Any]]] = {}

@@ -8,6 +8,11 @@ every play command, answers on ``<address>/ack`` the way a speaker group would:
 - nothing at all for groups in ``silent``, and for a share ``silent_rate`` of the other
   groups (decided once per group: a dead speaker stays dead).
 
+A played reference counts as *playing* until its repeats are done (``delay_s`` plus
+``(repeat - 1) × interval_s``). A stop command ends it (recorded in ``stops``, with whether it
+was still playing), and a reference once stopped is never played afterwards (a stop that
+overtook its play command): such a play is recorded as ``stopped`` and not answered.
+
 References are idempotency keys: a reference played before is acknowledged again without
 being played twice (``outcome == "duplicate"``). Groups are named by their code (the last
 topic level, e.g. ``320481101200``) or their whole address. Wire format:
@@ -44,8 +49,9 @@ from warnpub.clock import utcnow
 
 log = logging.getLogger("warnpub.speakersim")
 
-Outcome = Literal["played", "failed", "silent", "duplicate", "malformed"]
+Outcome = Literal["played", "failed", "silent", "duplicate", "stopped", "malformed"]
 RECONNECT_S = 1.0
+PLAYING_KEPT = 4096
 
 
 class SpeakerSimError(Exception):
@@ -82,6 +88,7 @@ class SimStop:
     address: str
     reference: str
     at: datetime
+    was_playing: bool = False  # the group was still playing (or repeating) the reference
 
     def line(self) -> str:
         return f"stop {self.address} {self.reference}"
@@ -135,6 +142,9 @@ class SpeakerSim:
         self._rng = random.Random(self.options.seed)
         self._silent_groups: dict[str, bool] = {}
         self._answers: dict[str, Outcome] = {}  # reference → first outcome
+        # (address, reference) → loop time its last repeat ends; stopped pairs never play.
+        self._playing: dict[tuple[str, str], float] = {}
+        self._stopped: set[tuple[str, str]] = set()
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
         self._first_attempt = asyncio.Event()  # the first connection attempt has ended
@@ -160,6 +170,12 @@ class SpeakerSim:
     @fail.setter
     def fail(self, codes: Iterable[str]) -> None:
         self.options.fail = set(codes)
+
+    @property
+    def playing(self) -> list[tuple[str, str]]:
+        """(address, reference) pairs being played or repeated now, not stopped."""
+        now = asyncio.get_running_loop().time()
+        return [key for key, until in self._playing.items() if until > now]
 
     @property
     def played(self) -> list[SimCommand]:
@@ -248,7 +264,11 @@ class SpeakerSim:
             except ValueError as exc:
                 self._emit(f"stop {stop_address} malformed: {exc}")
                 return
-            event = SimStop(stop_address, stop.reference, utcnow())
+            key = (stop_address, stop.reference)
+            until = self._playing.pop(key, None)
+            was_playing = until is not None and until > asyncio.get_running_loop().time()
+            self._stopped.add(key)
+            event = SimStop(stop_address, stop.reference, utcnow(), was_playing)
             self.stops.append(event)
             self._emit(event.line())
 
@@ -261,6 +281,13 @@ class SpeakerSim:
             self._record(SimCommand(address, code, "malformed", now, error=str(exc)))
             return
         outcome, error = self._decide(address, code, command, now)
+        if outcome == "played":
+            o = self.options
+            clock = asyncio.get_running_loop().time()
+            if len(self._playing) > PLAYING_KEPT:  # forget broadcasts long finished
+                self._playing = {k: t for k, t in self._playing.items() if t > clock}
+            lasts = o.delay_s + (command.repeat - 1) * command.interval_s
+            self._playing[(address, command.reference)] = clock + lasts
         self._record(SimCommand(address, code, outcome, now, command, error))
         if outcome in ("played", "duplicate"):
             self._answer(address, Ack(command.reference, "played", delivery_id=command.delivery_id))
@@ -272,6 +299,8 @@ class SpeakerSim:
         self, address: str, code: str, command: PlayCommand, now: datetime
     ) -> tuple[Outcome, str]:
         o = self.options
+        if (address, command.reference) in self._stopped:
+            return "stopped", "stopped before it was played"
         if code in o.fail or address in o.fail:
             return "failed", "simulated failure"
         if command.expires_at is not None and command.expires_at <= now:

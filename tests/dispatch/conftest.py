@@ -121,13 +121,20 @@ class County:
 
 
 async def make_county(
-    settings: Settings, db: Database, sims: list[Sim], *, people: int = 400, **sms_extra: Any
+    settings: Settings,
+    db: Database,
+    sims: list[Sim],
+    *,
+    people: int = 400,
+    extra_channels: dict[str, list[dict[str, Any]]] | None = None,
+    **sms_extra: Any,
 ) -> tuple[County, TestClient]:
     world = await seed(db, settings)
     async with db.session() as s:
         await generate(s, DemoOptions(people=people, seed=7, villages_per_town=2))
     settings.channels = {
-        "sms": [sms_config(sim, f"sim{i}", **sms_extra) for i, sim in enumerate(sims)]
+        "sms": [sms_config(sim, f"sim{i}", **sms_extra) for i, sim in enumerate(sims)],
+        **(extra_channels or {}),
     }
     settings.dispatch.receipt_timeout_s = 30
     dispatcher = Dispatcher(db, settings, build_channels(settings))

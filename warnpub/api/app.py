@@ -15,6 +15,7 @@ from warnpub.api import (
     callbacks,
     feeds,
     public,
+    reports,
     review,
     warnings,
 )
@@ -40,6 +41,7 @@ TABLES = (
     audio.routes,
     feeds.routes,
     boards.routes,
+    reports.routes,
     meta,
 )
 RUNNER: web.AppKey[TimerRunner] = web.AppKey("timer_runner", TimerRunner)

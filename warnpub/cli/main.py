@@ -7,7 +7,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from warnpub import __version__
-from warnpub.cli import admin, audience, board, demo_data, gatewaysim, running, speakersim
+from warnpub.cli import (
+    admin,
+    audience,
+    board,
+    demo_data,
+    gatewaysim,
+    report,
+    running,
+    speakersim,
+)
 from warnpub.config import Settings, load_settings
 from warnpub.problems import Problem
 
@@ -32,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     gatewaysim.register(sub)
     speakersim.register(sub)
     board.register(sub)
+    report.register(sub)
     return p
 
 

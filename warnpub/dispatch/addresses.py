@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +11,11 @@ from warnpub.audiences.tables import Device, Person
 from warnpub.dispatch.outbox import Claimed
 
 
-async def addresses(session: AsyncSession, rows: Sequence[Claimed]) -> dict[int, str | None]:
-    """delivery id → address (E.164 number, e-mail, device address); None when there is none."""
+async def addresses(
+    session: AsyncSession, rows: Sequence[Claimed], partners: Mapping[int, str] | None = None
+) -> dict[int, str | None]:
+    """delivery id → address (E.164 number, e-mail, device address, partner instance name);
+    None when there is none. ``partners``: partner id → instance name (see outbox.claim)."""
     person_ids = {r.target_id for r in rows if r.target_kind == "person"}
     device_ids = {r.target_id for r in rows if r.target_kind == "device"}
     people: dict[int, tuple[str | None, str | None, int | None]] = {}
@@ -35,6 +38,9 @@ async def addresses(session: AsyncSession, rows: Sequence[Claimed]) -> dict[int,
         devices = dict((await session.execute(q)).all())
     out: dict[int, str | None] = {}
     for r in rows:
+        if r.target_kind == "partner":
+            out[r.id] = (partners or {}).get(r.target_id)
+            continue
         if r.target_kind == "device":
             out[r.id] = devices.get(r.target_id)
             continue

@@ -17,11 +17,24 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select, update
 
 from warnpub.audit.log import append as audit
-from warnpub.channels.base import Channel, PushesReceipts, Receipt, ReceiptSink, UsesDatabase
+from warnpub.channels.base import (
+    Channel,
+    ChannelError,
+    PushesReceipts,
+    Receipt,
+    ReceiptSink,
+    UsesDatabase,
+)
 from warnpub.clock import utcnow
 from warnpub.config import Settings
+from warnpub.dispatch import broadcasts
 from warnpub.dispatch.metrics import Metrics
-from warnpub.dispatch.outbox import OPEN_STATES, release_expired_leases
+from warnpub.dispatch.outbox import (
+    OPEN_STATES,
+    PARTNER_CHANNELS,
+    partner_id,
+    release_expired_leases,
+)
 from warnpub.dispatch.planner import plan, unplanned
 from warnpub.dispatch.receipts import apply_receipts
 from warnpub.dispatch.render import MessageRenderer
@@ -33,6 +46,22 @@ from warnpub.storage.tables import Delivery, WarningRecord
 log = logging.getLogger("warnpub.dispatch")
 SWEEP_S = 2.0
 PLAN_POLL_S = 2.0
+# Every this many sweeps, warnings whose first speaker ack was missed get their re-broadcasts.
+REBROADCAST_CHECK_EVERY = 30
+
+
+def check_partners(instances: Sequence[Channel]) -> None:
+    """Partner instances are told apart by :func:`~warnpub.dispatch.outbox.partner_id`; two
+    names with the same number would take each other's rows."""
+    seen: dict[int, str] = {}
+    for channel in instances:
+        number = partner_id(channel.name)
+        if number in seen:
+            raise ChannelError(
+                f"channels.webhook: partners {seen[number]!r} and {channel.name!r} cannot be "
+                "told apart (their names hash alike); rename one of them"
+            )
+        seen[number] = channel.name
 
 
 class Dispatcher:
@@ -44,8 +73,11 @@ class Dispatcher:
         self.renderer = MessageRenderer(settings)
         self.metrics = Metrics()
         self.workers: list[ChannelWorker] = []
-        for instances in channels.values():
+        check_partners(channels.get("webhook", []))
+        for kind, instances in channels.items():
             total = sum(max(c.weight, 0.0) for c in instances) or 1.0
+            if kind in PARTNER_CHANNELS:
+                total = 0.0  # each partner has rows of its own: no sharing by weight
             for channel in instances:
                 self.workers.append(
                     ChannelWorker(
@@ -54,7 +86,7 @@ class Dispatcher:
                         channel,
                         self.renderer,
                         self.owner,
-                        share=max(channel.weight, 0.0) / total,
+                        share=max(channel.weight, 0.0) / total if total else 1.0,
                         metrics=self.metrics,
                     )
                 )
@@ -62,6 +94,17 @@ class Dispatcher:
         self._plan_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._planning: dict[str, asyncio.Task[int]] = {}
+        self._sweeps = 0
+        # Speaker instances for re-broadcasts and stop commands (the timers find them here).
+        self.broadcaster = broadcasts.Broadcaster(
+            settings,
+            self.renderer,
+            {
+                c.name: c
+                for c in channels.get(broadcasts.CHANNEL, [])
+                if isinstance(c, broadcasts.Speaker)
+            },
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -73,6 +116,7 @@ class Dispatcher:
                 if isinstance(channel, UsesDatabase):
                     channel.bind_database(self.db)
                 await channel.start()
+        broadcasts.register(self.broadcaster)
         self._tasks = [
             asyncio.create_task(w.run(self._stopping), name=w.owner) for w in self.workers
         ]
@@ -89,14 +133,25 @@ class Dispatcher:
         for task in self._planning.values():
             task.cancel()
         await asyncio.gather(*self._tasks, *self._planning.values(), return_exceptions=True)
+        broadcasts.unregister(self.broadcaster)
         for instances in self.channels.values():
             for channel in instances:
                 await channel.close()
 
     def _receipt_sink(self, gateway: str) -> ReceiptSink:
         async def sink(receipts: Sequence[Receipt]) -> None:
+            rounds, receipts = broadcasts.split_rounds(receipts)
             async with self.db.session() as session:
-                await apply_receipts(session, gateway, receipts, frozenset(self.settings.channels))
+                if receipts:
+                    available = frozenset(self.settings.channels)
+                    await apply_receipts(session, gateway, receipts, available)
+                    if gateway in self.broadcaster.speakers:  # a play heard: round 2 due
+                        played = await broadcasts.warnings_of(session, receipts)
+                        await broadcasts.start_rebroadcasts(
+                            session, self.settings, utcnow(), warning_ids=played
+                        )
+                if rounds:  # acks of re-broadcasts: speaker_rounds, never the deliveries
+                    await broadcasts.record_round_acks(session, rounds)
             self.poke()
 
         return sink
@@ -220,6 +275,10 @@ class Dispatcher:
             self.poke()
         now = utcnow()
         async with self.db.session() as session:
+            # Silent speaker groups are played again, then unreached (before they expire).
+            requeued, _ = await broadcasts.retry_silent(
+                session, self._silent_policies(), now, frozenset(self.settings.channels)
+            )
             await session.execute(
                 update(Delivery)
                 .where(
@@ -273,3 +332,20 @@ class Dispatcher:
                     f"warning:{warning.id}",
                     deliveries=count,
                 )
+        if requeued:
+            self.poke([broadcasts.CHANNEL])
+        self._sweeps += 1
+        if self.broadcaster.speakers and self._sweeps % REBROADCAST_CHECK_EVERY == 1:
+            await broadcasts.start_missed_rebroadcasts(self.db, self.settings, now)
+
+    def _silent_policies(self) -> dict[str, broadcasts.SilentPolicy]:
+        """Speaker instances that play a silent group again: name → (ack timeout, retries)."""
+        default = self.settings.dispatch.receipt_timeout_s
+        return {
+            w.name: broadcasts.SilentPolicy(
+                min(default, w.channel.limits.receipt_timeout_s), w.channel.ack_retries
+            )
+            for w in self.workers
+            if w.kind == broadcasts.CHANNEL
+            and isinstance(w.channel, broadcasts.RetriesSilentGroups)
+        }

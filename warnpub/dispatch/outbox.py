@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from warnpub.audiences.targeting import Target
+from warnpub.audiences.targeting import Target, partner_id  # noqa: F401 (re-exported)
 from warnpub.clock import utcnow
 from warnpub.storage.engine import Database
 from warnpub.storage.tables import Delivery, WarningRecord
@@ -39,6 +39,10 @@ from warnpub.storage.tables import Delivery, WarningRecord
 # Channels that reach one person; speaker and board reach a village through its devices.
 PERSON_CHANNELS = frozenset({"sms", "email", "voice", "relay"})
 DEVICE_CHANNELS = frozenset({"speaker", "board"})
+# Partner systems (TV, radio, messaging bridges, neighbouring counties) get every warning.
+PARTNER_CHANNELS = frozenset({"webhook"})
+
+
 OPEN_STATES = ("planned", "queued", "sending")
 FINAL_STATES = ("delivered", "failed", "expired", "cancelled")
 
@@ -82,7 +86,13 @@ def first_steps(
 def _first_steps(
     kind: str, route: tuple[tuple[str, ...], ...], start: int, available: frozenset[str] | None
 ) -> tuple[Step, ...]:
-    allowed = DEVICE_CHANNELS if kind == "device" else PERSON_CHANNELS
+    allowed = (
+        DEVICE_CHANNELS
+        if kind == "device"
+        else PARTNER_CHANNELS
+        if kind == "partner"
+        else PERSON_CHANNELS
+    )
     steps: list[Step] = []
     for stage in range(start, len(route)):
         channels = [c for c in route[stage] if c in allowed]
@@ -430,8 +440,12 @@ async def claim(
     limit: int,
     lease_s: float,
     now: datetime | None = None,
+    pin: int | None = None,
 ) -> tuple[list[Claimed], dict[str, WarningStop]]:
     """Lease up to ``limit`` due rows of ``channel`` to ``owner`` in ``session``'s transaction.
+
+    ``pin`` (a partner's id, :func:`partner_id`) takes only that partner's rows: a webhook row
+    belongs to one partner instance, unlike an SMS that any gateway may carry.
 
     Highest priority first; within one priority the longest due first (the order of the claim
     index, so the database stops after ``limit`` rows instead of sorting every due row of a
@@ -439,8 +453,9 @@ async def claim(
     their warnings, read in the same statement."""
     now = now or utcnow()
     conn = await session.connection()
-    sql, order, processors = _claim_statement(conn.dialect)
+    sql, order, processors = _claim_statement(conn.dialect, pinned=pin is not None)
     values = {
+        "b_pin": pin,
         "b_channel": channel,
         "b_now": now,
         "b_limit": limit,
@@ -478,25 +493,33 @@ def _claim_order(c: Claimed) -> tuple[int, int]:
     return c.priority, c.id
 
 
-_CLAIMS: dict[tuple[str, str], tuple[str, list[str], dict[str, Any]]] = {}
+_CLAIMS: dict[tuple[str, str, bool], tuple[str, list[str], dict[str, Any]]] = {}
 _CLAIM_RESULT: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 _CLAIM_WARNING: dict[tuple[str, str], str] = {}
 
 
-def _claim_statement(dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
+def _claim_statement(
+    dialect: Any, *, pinned: bool = False
+) -> tuple[str, list[str], dict[str, Any]]:
     """The claim as one statement compiled for ``dialect``: its text, the order of its
     parameters and their converters (results' converters go to ``_CLAIM_RESULT``)."""
     key = (dialect.name, dialect.driver)
-    found = _CLAIMS.get(key)
+    found = _CLAIMS.get((*key, pinned))
     if found is not None:
         return found
+    conditions = [
+        TABLE.c.channel == bindparam("b_channel"),
+        TABLE.c.state == literal_column("'queued'"),
+        TABLE.c.next_attempt_at <= bindparam("b_now", type_=TABLE.c.next_attempt_at.type),
+    ]
+    if pinned:
+        conditions += [
+            TABLE.c.target_kind == literal_column("'partner'"),
+            TABLE.c.target_id == bindparam("b_pin", type_=Integer()),
+        ]
     due = (
         select(TABLE.c.id)
-        .where(
-            TABLE.c.channel == bindparam("b_channel"),
-            TABLE.c.state == literal_column("'queued'"),
-            TABLE.c.next_attempt_at <= bindparam("b_now", type_=TABLE.c.next_attempt_at.type),
-        )
+        .where(*conditions)
         .order_by(TABLE.c.priority, TABLE.c.next_attempt_at, TABLE.c.id)
         .limit(bindparam("b_limit", type_=Integer()))
         .offset(bindparam("b_offset", type_=Integer()))
@@ -543,7 +566,7 @@ def _claim_statement(dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
         result(TABLE.c.ack_required.type),
         result(warnings.c.expires_at.type),
     )
-    found = _CLAIMS[key] = (compiled.string, order, processors)
+    found = _CLAIMS[(*key, pinned)] = (compiled.string, order, processors)
     return found
 
 

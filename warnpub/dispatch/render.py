@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warnpub.channels.base import Message
 from warnpub.config import Settings
 from warnpub.dispatch.outbox import Claimed
+from warnpub.render.partner import partner_rendered
 from warnpub.render.templates import Rendered, render
 from warnpub.render.view import WarningView
 from warnpub.storage.tables import WarningRecord
@@ -37,11 +38,15 @@ class MessageRenderer:
         return view
 
     async def rendered(self, session: AsyncSession, row: Claimed) -> Rendered:
-        return render(row.channel, await self.view(session, row.warning_id), row.language)
+        view = await self.view(session, row.warning_id)
+        if row.channel == "webhook":
+            # A partner gets the warning envelope (CAP and JSON), not a text for people.
+            return partner_rendered(view, self.settings)
+        return render(row.channel, view, row.language)
 
     async def message(self, session: AsyncSession, row: Claimed, address: str) -> Message:
         view = await self.view(session, row.warning_id)
-        rendered = render(row.channel, view, row.language)
+        rendered = await self.rendered(session, row)
         ends = [i.expires for i in view.alert.infos if i.expires is not None]
         return Message(
             delivery_id=row.id,

@@ -36,7 +36,7 @@ from warnpub.config import Settings
 from warnpub.dispatch.addresses import addresses
 from warnpub.dispatch.limits import CircuitBreaker, Health, RateWindow
 from warnpub.dispatch.metrics import Metrics
-from warnpub.dispatch.outbox import Claimed, WarningStop, claim
+from warnpub.dispatch.outbox import PARTNER_CHANNELS, Claimed, WarningStop, claim, partner_id
 from warnpub.dispatch.render import MessageRenderer
 from warnpub.dispatch.results import end_unsent, give_back, record
 from warnpub.dispatch.retry import RetryPolicy
@@ -99,6 +99,8 @@ class ChannelWorker:
         self.stats = WorkerStats()
         self.metrics = metrics or Metrics()
         self.wake = asyncio.Event()  # new work may be due (set by the dispatcher)
+        # A partner's instance takes only its own rows (see outbox.claim).
+        self.pin = partner_id(self.name) if self.kind in PARTNER_CHANNELS else None
         # A peer that said "retry after N s" (HTTP 429/503) gets nothing until then.
         self.paused_until = 0.0
         limits = channel.limits
@@ -257,6 +259,7 @@ class ChannelWorker:
                         want,
                         self.settings.dispatch.lease_seconds,
                         now,
+                        pin=self.pin,
                     )
                 if claimed:
                     sendable, dropped = self._check_warnings(claimed, warnings, now)
@@ -334,7 +337,7 @@ class ChannelWorker:
     ) -> tuple[list[_Call], list[tuple[Claimed, Result]]]:
         """Address and render the rows; the calls to make (in claim order) and the rows
         that cannot be sent at all (no address: a permanent failure)."""
-        where = await addresses(session, rows)
+        where = await addresses(session, rows, None if self.pin is None else {self.pin: self.name})
         rendered: dict[tuple[str, str, str], Rendered] = {}
         sendable: list[Claimed] = []
         messages: list[Message] = []

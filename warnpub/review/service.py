@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warnpub.audit.log import append as audit
 from warnpub.clock import utcnow
 from warnpub.config import Settings
-from warnpub.dispatch import outbox
+from warnpub.dispatch import broadcasts, outbox
 from warnpub.problems import conflict, forbidden, invalid, not_found
 from warnpub.review import states
 from warnpub.review.policy import approvals_needed
@@ -165,6 +165,8 @@ async def _cancel(session: AsyncSession, warning: WarningRecord, actor: str, rea
     states.move(warning, states.CANCELLED)
     await timers.cancel(session, warning_id=warning.id)
     stopped = await outbox.stop_open(session, warning.id, "cancelled", f"cancelled: {reason}"[:500])
+    # Speaker groups that got (or are getting) a play command are told to stop, durably.
+    await broadcasts.schedule_stop(session, warning.id)
     await audit(session, actor, "warning.cancelled", f"warning:{warning.id}", reason=reason,
                 deliveries_stopped=stopped)
 

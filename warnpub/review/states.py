@@ -13,13 +13,16 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({APPROVED, REJECTED, CANCELLED, EXPIRED}),
     APPROVED: frozenset({DISPATCHING, CANCELLED, EXPIRED}),
     DISPATCHING: frozenset({COMPLETED, CANCELLED, EXPIRED}),
-    COMPLETED: frozenset({EXPIRED}),
+    # Completed means every delivery is final; the warning is still in force (boards, feeds,
+    # loudspeaker repeats) until it expires, so it can still be cancelled.
+    COMPLETED: frozenset({CANCELLED, EXPIRED}),
     REJECTED: frozenset(),
     CANCELLED: frozenset(),
     EXPIRED: frozenset(),
 }
 FINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
-LIVE = frozenset({PENDING, APPROVED, DISPATCHING})
+# In force or on its way: may be cancelled (by an operator or an approved CAP Cancel).
+LIVE = frozenset({PENDING, APPROVED, DISPATCHING, COMPLETED})
 
 _VERB = {
     APPROVED: "approve",

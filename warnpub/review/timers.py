@@ -1,10 +1,12 @@
-"""What the review timers do when they fire: raise a deadline escalation, expire a warning."""
+"""What the timers do when they fire: raise a review deadline escalation, expire a warning;
+the loudspeaker kinds (re-broadcast, stop) are handled in :mod:`warnpub.dispatch.broadcasts`."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audit.log import append as audit
+from warnpub.dispatch import broadcasts
 from warnpub.review import service, states
 from warnpub.storage.tables import Escalation, Timer
 from warnpub.timers.store import Handler
@@ -30,4 +32,10 @@ async def on_expiry(session: AsyncSession, timer: Timer) -> None:
     await service.expire(session, await service.load(session, timer.warning_id))
 
 
-HANDLERS: dict[str, Handler] = {"review_deadline": on_review_deadline, "expire": on_expiry}
+HANDLERS: dict[str, Handler] = {
+    "review_deadline": on_review_deadline,
+    "expire": on_expiry,
+    # Loudspeakers: re-broadcast rounds and stop commands (warnpub.dispatch.broadcasts).
+    broadcasts.REBROADCAST: broadcasts.on_rebroadcast,
+    broadcasts.STOP: broadcasts.on_stop,
+}

@@ -287,3 +287,4 @@ class InboundMessage(SQLModel, table=True):
 # Notice boards keep their own tables next to their code; importing them here registers them
 # wherever the engine's tables are registered (migrations, the schema comparison test).
 import warnpub.boards.tables  # noqa: E402, F401
+from warnpub.speakers import tables as _speaker_tables  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Village loudspeakers beyond the single delivery: re-broadcast rounds (``speaker_rounds``)."""
