@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from warnpub import gc_tuning
 from warnpub.audiences.divisions import significant_prefix
 from warnpub.audiences.priority import (
     MAX_LISTED,
@@ -120,6 +121,13 @@ class Targeter:
         prefixes = merged_prefixes(scope.codes)
         if not prefixes:
             return
+        with gc_tuning.bulk_allocation():
+            async for batch in self._batches(session, scope, prefixes):
+                yield batch
+
+    async def _batches(
+        self, session: AsyncSession, scope: Scope, prefixes: list[str]
+    ) -> AsyncIterator[list[Target]]:
         rank = LEVEL_RANK[scope.level]
         partners = self._partners(prefixes[0].ljust(12, "0"), rank)
         if partners:

@@ -12,7 +12,7 @@ The first chunk is small. Once a chunk has rows to send, the writer waits (at mo
 ``HEAD_START_S``) until a worker has claimed them before it writes on, and the targeting thread
 rests meanwhile: on SQLite the plan and the workers share one write lock (and all threads one
 interpreter lock), and the first special-needs message must not queue behind the rest of a
-million-row plan. While plans run, the garbage collector leaves alone what existed before
+million-row plan. While plans run, the garbage collector is tuned for bulk allocation
 (see ``_freeze``). Rows are inserted with ON CONFLICT DO NOTHING: a plan cut short by a crash is simply
 run again, and ``planned_at`` marks it finished.
 """
@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from warnpub import gc_tuning
 from warnpub.audiences.targeting import Scope, Targeter
 from warnpub.audit.log import append as audit
 from warnpub.clock import utcnow
@@ -377,31 +378,16 @@ def _produce_in_thread(
         handoff.finish()
 
 
-# Targeting builds a million small objects that live as long as their batch: each gets
-# promoted to the oldest generation, and every few tens of thousands of them the collector
-# scans the whole heap (tens of milliseconds each, every thread stopped; 3 s of a million-row
-# plan). While plans run, the objects that existed before are frozen (gc.freeze), so those
-# scans cover only what is new; the last plan to end unfreezes them and collects in full at
-# once — while the workers send, not in the middle of the next plan's first chunk.
-_planning = 0
-_planning_lock = threading.Lock()
-
-
+# While plans run, the garbage collector is tuned for bulk allocation (warnpub.gc_tuning).
 def _freeze() -> None:
-    global _planning
-    with _planning_lock:
-        _planning += 1
-        gc.freeze()
+    gc_tuning.enter()
 
 
 def _unfreeze() -> None:
-    global _planning
-    with _planning_lock:
-        _planning -= 1
-        if _planning:
-            return
-        gc.unfreeze()
-    gc.collect()
+    # The last user unfreezes what existed before and collects in full at once: while the
+    # workers send, not in the middle of the next plan's first chunk.
+    if gc_tuning.leave():
+        gc.collect()
 
 
 async def _produce(
