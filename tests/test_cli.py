@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sqlite3
@@ -45,14 +47,20 @@ COMMANDS = [
 ]
 
 
-@pytest.fixture
-def cli(tmp_path: Path):
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {
         **os.environ,
         "WARNPUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
         "WARNPUB_SECURITY_SECRET_KEY": "s3cret-value",
     }
     env.pop("WARNPUB_CONFIG", None)
+    return env
+
+
+@pytest.fixture
+def cli_process(tmp_path: Path):
+    """`python -m warnpub …` in a process of its own."""
+    env = _env(tmp_path)
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -69,6 +77,36 @@ def cli(tmp_path: Path):
     return run
 
 
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`warnpub …` run in this process (the same ``main`` as the entry point, with the same
+    environment, working directory, stdin and exit codes): a process of its own would spend
+    most of each call importing. ``cli_process`` keeps one real process per kind of test."""
+    env = _env(tmp_path)
+    for key in [k for k in os.environ if k not in env]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            monkeypatch.context() as m,
+        ):
+            m.setattr(sys, "stdin", io.StringIO(stdin or ""))
+            try:
+                code = main(list(args))
+            except SystemExit as done:  # argparse: --help, bad arguments
+                code = done.code if isinstance(done.code, int) else 2
+        return subprocess.CompletedProcess(["warnpub", *args], code, out.getvalue(), err.getvalue())
+
+    run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
+    return run
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "warnpub")
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as done:
@@ -76,8 +114,8 @@ def test_every_command_has_help(command, capsys):
     assert done.value.code == 0 and "usage: warnpub" in capsys.readouterr().out
 
 
-def test_entry_point_runs_as_a_process(cli):
-    r = cli("--help")
+def test_entry_point_runs_as_a_process(cli_process):
+    r = cli_process("--help")
     assert r.returncode == 0 and "agency" in r.stdout
 
 

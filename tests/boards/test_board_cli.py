@@ -1,13 +1,13 @@
-"""``warnpub board token`` and ``warnpub board list``, run as real processes."""
+"""``warnpub board token`` and ``warnpub board list``, through the command line's ``main``."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
+import io
 import re
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from warnpub.storage.migrate import upgrade
 
 
 @pytest.fixture
-def county(tmp_path: Path):
+def county(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "boards.db"
     url = f"sqlite+aiosqlite:///{path}"
     upgrade(url)
@@ -34,22 +34,21 @@ def county(tmp_path: Path):
         await db.dispose()
 
     asyncio.run(fill())
-    env = {
-        **os.environ,
-        "WARNPUB_DATABASE_URL": url,
-        "WARNPUB_SERVER_PUBLIC_URL": "http://kiosk.example:8080",
-    }
-    env.pop("WARNPUB_CONFIG", None)
+    monkeypatch.setenv("WARNPUB_DATABASE_URL", url)
+    monkeypatch.setenv("WARNPUB_SERVER_PUBLIC_URL", "http://kiosk.example:8080")
+    monkeypatch.delenv("WARNPUB_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "warnpub", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        """`warnpub …` in this process (the entry point's own ``main``; a process of its own
+        would spend most of each call importing — tests/test_cli.py runs one)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else 2
+        return subprocess.CompletedProcess(["warnpub", *args], code, out.getvalue(), err.getvalue())
 
     run.path = path  # type: ignore[attr-defined]
     return run

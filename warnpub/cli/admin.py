@@ -7,15 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warnpub.audiences.areas import load_areas_file
 from warnpub.audit.log import verify
 from warnpub.auth import agencies, operators
 from warnpub.auth.secrets import generate_password
-from warnpub.cap import validate_file
-from warnpub.cap.certs import load_certificates
 from warnpub.cli.common import CLI_ACTOR, run, split_list, table, transaction
 from warnpub.config import Settings, show
-from warnpub.storage.migrate import upgrade
 
 
 def register(sub: Any) -> None:
@@ -111,6 +107,7 @@ def register(sub: Any) -> None:
 
 
 def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from warnpub.storage.migrate import upgrade
     upgrade(settings.database.url, schema=settings.database.schema_name)
     print(f"database at head: {_safe_url(settings)}")
     return 0
@@ -223,6 +220,7 @@ def operator_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def areas_load(args: argparse.Namespace, settings: Settings) -> int:
+    from warnpub.audiences.areas import load_areas_file  # shapely: imported when used
     async def body() -> int:
         async with transaction(settings) as s:
             n = await load_areas_file(s, args.file)
@@ -249,6 +247,8 @@ def audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cap_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from warnpub.cap import validate_file
+    from warnpub.cap.certs import load_certificates
     trusted = load_certificates(settings.cap.trusted_certs)
     bad = 0
     for path in args.files:

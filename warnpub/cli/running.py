@@ -10,14 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from warnpub.api.app import create_app
-from warnpub.channels.registry import build_channels
 from warnpub.cli.common import database, run
 from warnpub.config import Settings
-from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.logs import setup as setup_logging
-from warnpub.review.timers import HANDLERS
-from warnpub.timers.runner import TimerRunner
 
 
 def register(sub: Any) -> None:
@@ -64,6 +59,11 @@ async def serve_until_stopped(
     dispatch: bool = True,
 ) -> None:
     """Serve until SIGINT or SIGTERM; then stop taking requests, finish, close the database."""
+    # The application is imported when it is served, not for every `warnpub …` command.
+    from warnpub.api.app import create_app
+    from warnpub.channels.registry import build_channels
+    from warnpub.dispatch.dispatcher import Dispatcher
+
     async with database(settings) as db:
         dispatcher = Dispatcher(db, settings, build_channels(settings)) if dispatch else None
         runner = web.AppRunner(create_app(settings, db, dispatcher=dispatcher), access_log=None)
@@ -108,6 +108,11 @@ async def wait_for_stop() -> None:
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     """Dispatch and timers without the API; SIGTERM stops claiming, finishes what is in flight."""
+    from warnpub.channels.registry import build_channels
+    from warnpub.dispatch.dispatcher import Dispatcher
+    from warnpub.review.timers import HANDLERS
+    from warnpub.timers.runner import TimerRunner
+
     setup_logging(settings.logging.level, settings.logging.format)
 
     async def body() -> int:
