@@ -30,6 +30,7 @@ from warnpub.config import Settings
 from warnpub.dispatch import broadcasts
 from warnpub.dispatch.metrics import Metrics
 from warnpub.dispatch.outbox import (
+    AWAITING_RECEIPT,
     OPEN_STATES,
     PARTNER_CHANNELS,
     partner_id,
@@ -230,21 +231,20 @@ class Dispatcher:
             Delivery.state == "expired",
             and_(Delivery.state == "sent", Delivery.sent_at < now - timedelta(seconds=late_after)),
         )
+        # Grouped by expressions, not the bare columns: otherwise SQLite (without statistics)
+        # walks the claim index, which delivers that order, over every row ever written,
+        # instead of reading the rows sent lately from ix_deliveries_sent_at.
+        kind, gateway = Delivery.channel.concat(""), Delivery.gateway.concat("")
         async with self.db.reader() as session:
             rows = (
                 await session.execute(
-                    select(
-                        Delivery.channel,
-                        Delivery.gateway,
-                        func.count(),
-                        func.sum(case((overdue, 1), else_=0)),
-                    )
+                    select(kind, gateway, func.count(), func.sum(case((overdue, 1), else_=0)))
                     .where(
                         Delivery.sent_at >= since,
                         Delivery.gateway.in_(sorted({w.name for w in workers})),
                         Delivery.state.in_(("sent", "delivered", "expired")),
                     )
-                    .group_by(Delivery.channel, Delivery.gateway)
+                    .group_by(kind, gateway)
                 )
             ).all()
         return {(kind, gw): (total, int(n or 0)) for kind, gw, total, n in rows}
@@ -281,25 +281,15 @@ class Dispatcher:
             )
             await session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.state == "sent",
-                    Delivery.final_at.is_(None),
-                    self._receipt_overdue(now),
-                )
+                .where(AWAITING_RECEIPT, self._receipt_overdue(now))
                 .values(state="expired", final_at=now, last_error="no delivery receipt in time")
             )
             # A warning is complete when every row is final: nothing waits to be sent, and
             # nothing sent waits for its receipt (those end by receipt or by the timeout above).
-            busy = (
-                select(Delivery.warning_id)
-                .where(
-                    or_(
-                        Delivery.state.in_(OPEN_STATES),
-                        and_(Delivery.state == "sent", Delivery.final_at.is_(None)),
-                    )
-                )
-                .distinct()
-            )
+            # Asked per dispatching warning, each through an index on its own rows.
+            mine = Delivery.warning_id == WarningRecord.id
+            open_rows = select(Delivery.id).where(mine, Delivery.state.in_(OPEN_STATES))
+            awaiting = select(Delivery.id).where(mine, AWAITING_RECEIPT)
             done = (
                 (
                     await session.execute(
@@ -307,7 +297,8 @@ class Dispatcher:
                         .where(
                             WarningRecord.state == states.DISPATCHING,
                             WarningRecord.planned_at.is_not(None),
-                            WarningRecord.id.not_in(busy),
+                            ~open_rows.exists(),
+                            ~awaiting.exists(),
                         )
                         .with_for_update()
                     )

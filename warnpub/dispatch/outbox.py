@@ -749,6 +749,11 @@ def _sending_update(
     return found
 
 
+# Sent rows still waiting for a receipt: the terms of the partial index ix_deliveries_awaiting,
+# as literals (a bound parameter would not let SQLite use the index).
+AWAITING_RECEIPT = and_(Delivery.state == literal_column("'sent'"), Delivery.final_at.is_(None))
+
+
 async def release_expired_leases(db: Database) -> int:
     """Rows whose worker died (lease ran out) go back to the queue; the gateway's idempotency
     key (the delivery id) makes a second send harmless."""
@@ -756,7 +761,8 @@ async def release_expired_leases(db: Database) -> int:
     async with db.session() as session:
         result = await session.execute(
             update(Delivery)
-            .where(Delivery.state == "sending", Delivery.lease_until < now)
+            # A literal state, so that the partial index ix_deliveries_leased applies.
+            .where(Delivery.state == literal_column("'sending'"), Delivery.lease_until < now)
             .values(state="queued", lease_owner=None, lease_until=None, next_attempt_at=now)
         )
         return result.rowcount or 0

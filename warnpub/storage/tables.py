@@ -235,6 +235,29 @@ class Delivery(SQLModel, table=True):
         Index("ix_deliveries_warning_state", "warning_id", "state"),
         # Receipts find a sent row by the gateway's message id; rows not sent yet have none
         # and stay out of the index (a million-row plan does not write a million entries).
+        # The sweeper's two scans, over the few rows they concern rather than every row of
+        # every warning (both run inside a write transaction every couple of seconds):
+        # leases that may have run out, and sent rows still waiting for a receipt.
+        Index(
+            "ix_deliveries_leased",
+            "lease_until",
+            sqlite_where=text("state = 'sending'"),
+            postgresql_where=text("state = 'sending'"),
+        ),
+        Index(
+            "ix_deliveries_awaiting",
+            "warning_id",
+            "sent_at",
+            sqlite_where=text("state = 'sent' AND final_at IS NULL"),
+            postgresql_where=text("state = 'sent' AND final_at IS NULL"),
+        ),
+        # Receipt health reads the rows sent lately; rows not sent yet stay out of the index.
+        Index(
+            "ix_deliveries_sent_at",
+            "sent_at",
+            sqlite_where=text("sent_at IS NOT NULL"),
+            postgresql_where=text("sent_at IS NOT NULL"),
+        ),
         Index(
             "ix_deliveries_provider_ref",
             "provider_ref",
