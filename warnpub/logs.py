@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 # E.164 numbers (+8613800000000) and bare Chinese mobile numbers (13800000000); not division
 # codes (12 digits) or dates.
@@ -58,8 +58,22 @@ class MaskingTextFormatter(logging.Formatter):
         return mask(line)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler was
+    made: a command run in-process (tests, an embedding program) may swap or close the stream
+    it started with."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup(level: str = "INFO", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         JsonFormatter()
         if fmt == "json"

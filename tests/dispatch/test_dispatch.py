@@ -55,7 +55,13 @@ async def test_cancel_stops_what_has_not_left(settings, db, sim):
     try:
         w = await county.submit(severity="Moderate", code=CITY)
         await county.approve(w["id"])
-        await asyncio.sleep(0.5)
+        # Cancel once sending is under way (PostgreSQL on a busy machine may take a while to
+        # write the plan), but long before 100/s gets through the whole city.
+        for _ in range(200):
+            if (await sim.stats())["accepted"] > 0:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
         r = await county.client.post(
             f"/api/v1/warnings/{w['id']}/cancel",
             json={"reason": "wrong area"},
