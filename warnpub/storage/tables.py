@@ -311,3 +311,4 @@ class InboundMessage(SQLModel, table=True):
 # wherever the engine's tables are registered (migrations, the schema comparison test).
 import warnpub.boards.tables  # noqa: E402, F401
 from warnpub.speakers import tables as _speaker_tables  # noqa: E402, F401
+from warnpub.lastkm import tables as _lastkm_tables  # noqa: E402, F401

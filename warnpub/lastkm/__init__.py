@@ -1,0 +1,1 @@
+"""The last kilometre: acknowledgements, escalation ladders, visit tasks and notices."""
