@@ -36,14 +36,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audiences.tables import Device
 from warnpub.boards.tables import BoardWarning
-from warnpub.channels.base import ChannelError, Limits, Message, Result, Status
+from warnpub.channels.base import Limits, Message, Result, Status
+from warnpub.channels.instance_config import validate_instance
 from warnpub.clock import utcnow
 from warnpub.config import load_settings
 from warnpub.storage.engine import Database
@@ -75,18 +76,7 @@ class BoardConfig(BaseModel):
 
 def parse_config(config: Mapping[str, Any]) -> BoardConfig:
     """Validate one instance's configuration; :class:`ChannelError` names every key to fix."""
-    data = {k: v for k, v in config.items() if k not in ("name", "adapter")}
-    try:
-        return BoardConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_input=False):
-            key = ".".join(str(p) for p in err["loc"]) or "(instance)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key for the board adapter (see docs/boards.md)"
-            problems.append(f"key {key}: {msg}")
-        raise ChannelError("; ".join(problems)) from None
+    return validate_instance(BoardConfig, config, "board", "docs/boards.md")
 
 
 def reference_of(address: str, warning_id: str) -> str:

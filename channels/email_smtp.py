@@ -51,12 +51,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from warnpub.channels.base import ChannelError, Limits, Message, Result, Status
+from warnpub.channels.base import Limits, Message, Result, Status
+from warnpub.channels.instance_config import validate_instance
 from warnpub.clock import utcnow
 from warnpub.logs import mask
 
@@ -157,20 +157,7 @@ def _is_loopback(host: str) -> bool:
 
 def parse_config(config: Mapping[str, Any]) -> SmtpEmailConfig:
     """Validate one instance's configuration; :class:`ChannelError` names every key to fix."""
-    data = {k: v for k, v in config.items() if k not in ("name", "adapter")}
-    try:
-        return SmtpEmailConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(instance)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key for the smtp adapter (see docs/channels.md)"
-            elif err["type"] == "missing":
-                msg = "this key is required"
-            problems.append(f"key {key}: {msg}")
-        raise ChannelError("; ".join(problems)) from None
+    return validate_instance(SmtpEmailConfig, config, "smtp", "docs/channels.md")
 
 
 def message_id(message: Message, domain: str) -> str:

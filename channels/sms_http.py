@@ -36,14 +36,14 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from yarl import URL
 
 from warnpub.callbacks.sms_receipts import ReceiptFormat
-from warnpub.channels.base import ChannelError, Limits, Message, Result, Status
+from warnpub.channels.base import Limits, Message, Result, Status
+from warnpub.channels.instance_config import validate_instance
 from warnpub.clock import utcnow
 from warnpub.logs import mask
 
@@ -407,20 +407,7 @@ class HttpJsonSms:
 
 def parse_config(config: Mapping[str, Any]) -> HttpJsonSmsConfig:
     """Validate one instance's configuration; :class:`ChannelError` names every key to fix."""
-    data = {k: v for k, v in config.items() if k not in ("name", "adapter")}
-    try:
-        return HttpJsonSmsConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(instance)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key for the http_json adapter (see docs/channels.md)"
-            elif err["type"] == "missing":
-                msg = "this key is required"
-            problems.append(f"key {key}: {msg}")
-        raise ChannelError("; ".join(problems)) from None
+    return validate_instance(HttpJsonSmsConfig, config, "http_json", "docs/channels.md")
 
 
 def reference_of(message: Message) -> str:

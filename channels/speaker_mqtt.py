@@ -40,11 +40,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import model_validator as _model_validator
 
 from warnpub.channels.base import (
-    ChannelError,
     Limits,
     Message,
     Receipt,
@@ -52,6 +51,7 @@ from warnpub.channels.base import (
     Result,
     Status,
 )
+from warnpub.channels.instance_config import validate_instance
 from warnpub.channels.speaker_wire import (
     ACK,
     DEFAULT_PREFIX,
@@ -176,18 +176,7 @@ class MqttSpeakerConfig(BaseModel):
 
 def parse_config(config: Mapping[str, Any]) -> MqttSpeakerConfig:
     """Validate one instance's configuration; :class:`ChannelError` names every key to fix."""
-    data = {k: v for k, v in config.items() if k not in ("name", "adapter")}
-    try:
-        return MqttSpeakerConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(instance)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key for the mqtt_speaker adapter (see docs/channels.md)"
-            problems.append(f"key {key}: {msg}")
-        raise ChannelError("; ".join(problems)) from None
+    return validate_instance(MqttSpeakerConfig, config, "mqtt_speaker", "docs/channels.md")
 
 
 def reference_of(message: Message) -> str:

@@ -48,14 +48,14 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from yarl import URL
 
 from warnpub.callbacks.voice_calls import CallFormat
-from warnpub.channels.base import ChannelError, Limits, Message, Result, Status
+from warnpub.channels.base import Limits, Message, Result, Status
+from warnpub.channels.instance_config import validate_instance
 from warnpub.channels.sms_http import parse_retry_after, reference_of
 from warnpub.logs import mask
 
@@ -408,20 +408,7 @@ class HttpVoice:
 
 def parse_config(config: Mapping[str, Any]) -> HttpVoiceConfig:
     """Validate one instance's configuration; :class:`ChannelError` names every key to fix."""
-    data = {k: v for k, v in config.items() if k not in ("name", "adapter")}
-    try:
-        return HttpVoiceConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(instance)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key for the http_voice adapter (see docs/channels.md)"
-            elif err["type"] == "missing":
-                msg = "this key is required"
-            problems.append(f"key {key}: {msg}")
-        raise ChannelError("; ".join(problems)) from None
+    return validate_instance(HttpVoiceConfig, config, "http_voice", "docs/channels.md")
 
 
 def _get(item: Any, path: str) -> Any:

@@ -37,11 +37,12 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from warnpub import __version__
 from warnpub.callbacks.signing import HEADER, sign
-from warnpub.channels.base import ChannelError, Limits, Message, Result, Status
+from warnpub.channels.base import Limits, Message, Result, Status
+from warnpub.channels.instance_config import validate_instance
 from warnpub.channels.sms_http import parse_retry_after
 from warnpub.render.partner import MEDIA_TYPES, PartnerFormat, partner_body
 
@@ -191,20 +192,7 @@ def parse_config(config: Mapping[str, Any]) -> WebhookConfig:
     """Validate one instance's configuration; :class:`ChannelError` names every key to fix.
 
     The secret never appears in the error."""
-    data = {k: v for k, v in config.items() if k not in ("name", "adapter")}
-    try:
-        return WebhookConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_input=False):
-            key = ".".join(str(p) for p in err["loc"]) or "(instance)"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key for the webhook adapter (see docs/partners.md)"
-            elif err["type"] == "missing":
-                msg = "this key is required"
-            problems.append(f"key {key}: {msg}")
-        raise ChannelError("; ".join(problems)) from None
+    return validate_instance(WebhookConfig, config, "webhook", "docs/partners.md")
 
 
 def _provider_ref(text: str) -> str | None:
