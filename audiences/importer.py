@@ -131,7 +131,8 @@ async def import_roster(
             "(another import at the same time?); nothing was imported, run the import again"
         ) from None
     tick.finish()
-    log.info("roster imported", extra=_audit_details(report))
+    # LogRecord reserves some names ("created" among them): the figures go under "roster".
+    log.info("roster imported", extra={"roster": _audit_details(report)})
     return report
 
 

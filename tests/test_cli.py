@@ -45,6 +45,10 @@ COMMANDS = [
     ["worker"],
     ["gateway-sim"],
     ["speaker-sim"],
+    ["visits"],
+    ["drill"],
+    ["drill", "run"],
+    ["report"],
 ]
 
 
@@ -90,9 +94,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     root = logging.getLogger()
-    # `main` configures logging for the process; put the test run's handlers back afterwards.
+    # `main` configures logging for the process; put the test run's handlers and level back
+    # afterwards (setLevel also clears the loggers' cached levels).
     monkeypatch.setattr(root, "handlers", list(root.handlers))
-    monkeypatch.setattr(root, "level", root.level)
+    level = root.level
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         out, err = io.StringIO(), io.StringIO()
@@ -109,7 +114,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return subprocess.CompletedProcess(["warnpub", *args], code, out.getvalue(), err.getvalue())
 
     run.db = tmp_path / "cli.db"  # type: ignore[attr-defined]
-    return run
+    yield run
+    root.setLevel(level)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "warnpub")
@@ -223,6 +229,9 @@ def test_demo_sets_up_submits_and_prints_where_to_look(cli):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "/api/v1/openapi.json" in out and "GREEN CHANNEL" in out
-    assert out.count("pending") == 3 and "wpk_" in out and "duty1" in out
+    setup, _, drill = out.partition("=== A drill")
+    assert setup.count("pending") == 3 and "wpk_" in out and "duty1" in out
+    # It ends with a drill on a synthetic village and its report.
+    assert "演练" in drill or "Exercise" in drill or "drill" in drill.lower(), drill[:500]
     # The green-channel warning went out through the built-in gateway simulator.
     assert "red warning is completed" in out and '{channel="sms",state="delivered"}' in out
