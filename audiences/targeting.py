@@ -6,6 +6,12 @@ so the first targets arrive at once and memory stays bounded however large the p
 Batches, not single targets, cross the async boundary: a city of a million people is a few
 hundred hand-offs instead of a million. :func:`resolve` flattens them for callers that want
 one target at a time.
+
+Drills (CAP status ``Exercise``) reach only their drill audience (:mod:`warnpub.drills.audience`):
+everyone in the areas, only the people who consented (and the areas' devices), or a list of
+people. Partner systems get no drills. With ``[dispatch] priority_order = "fifo"`` there are
+no tiers first: every target of a warning gets the same priority and people are read in one
+query, in area order (targets still carry their tier, so reports can compare the two).
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from warnpub.audiences.priority import (
     RURAL_CLASSES,
     AreaSplit,
     priority,
+    tier_of,
     tier_sql,
 )
 from warnpub.audiences.routes import Reach, Route, RouteChoice, RoutePolicy
 from warnpub.audiences.tables import Area, Device, Person
 from warnpub.config import Settings
+from warnpub.drills.audience import DrillAudience, from_stored
 from warnpub.review.policy import LEVEL_RANK
 from warnpub.storage.tables import WarningArea, WarningRecord
 
@@ -84,15 +92,18 @@ class Target(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """What a warning targets: division codes and its level."""
+    """What a warning targets: division codes, its level and, for a drill, its audience."""
 
     codes: tuple[str, ...]
     level: str
+    # None: not a drill. A drill's audience with kind None takes [drills] audience.
+    drill: DrillAudience | None = None
 
     @classmethod
     async def of(cls, session: AsyncSession, warning: WarningRecord) -> Scope:
         query = select(WarningArea.code).where(WarningArea.warning_id == warning.id)
-        return cls(tuple(sorted((await session.execute(query)).scalars())), warning.level)
+        codes = tuple(sorted((await session.execute(query)).scalars()))
+        return cls(codes, warning.level, from_stored(warning.status, warning.alert))
 
 
 def merged_prefixes(codes: Iterable[str]) -> list[str]:
@@ -115,6 +126,8 @@ class Targeter:
         self.tiers = settings.audiences.tiers
         self.policy = RoutePolicy(settings.audiences.routes)
         self.ack_roles = frozenset(settings.audiences.ack_required.roles)
+        self.ack_levels = frozenset(settings.audiences.ack_required.levels)
+        self.fifo = settings.dispatch.priority_order == "fifo"
 
     async def batches(self, session: AsyncSession, scope: Scope) -> AsyncIterator[list[Target]]:
         """Lists of targets in priority order; never empty lists."""
@@ -129,14 +142,33 @@ class Targeter:
         self, session: AsyncSession, scope: Scope, prefixes: list[str]
     ) -> AsyncIterator[list[Target]]:
         rank = LEVEL_RANK[scope.level]
-        partners = self._partners(prefixes[0].ljust(12, "0"), rank)
+        drill = scope.drill.resolved(self.settings.drills.audience) if scope.drill else None
+        if drill is not None and drill.kind == "list" and not drill.people:
+            return
+        # Partner systems broadcast to many: a drill stays within its audience.
+        partners = self._partners(prefixes[0].ljust(12, "0"), rank) if drill is None else []
         if partners:
             yield partners
-        devices = await self._devices(session, prefixes)
+        # A listed drill reaches the listed people only: no devices, and no route step that
+        # counts on the village's devices playing.
+        listed = drill is not None and drill.kind == "list"
+        devices = [] if listed else await self._devices(session, prefixes)
         kinds_in: dict[str, set[str]] = {}
         for d in devices:
             kinds_in.setdefault(d.area_code, set()).add(DEVICE_CHANNEL.get(d.kind, d.kind))
         opt_out = scope.level in self.settings.audiences.opt_out_levels
+        # Who is asked to acknowledge: the configured roles, at the configured levels.
+        ack_roles = self.ack_roles if scope.level in self.ack_levels else frozenset()
+        people = _drill_filter(drill)
+        if self.fifo:
+            if devices:
+                index = self.tiers.index("devices")
+                yield [self._device_target(d, index, rank, fifo=True) for d in devices]
+            async for batch in self._everyone(
+                session, prefixes, rank, kinds_in, opt_out, people, ack_roles
+            ):
+                yield batch
+            return
         split = await self._split(session, prefixes)
         for index, group in enumerate(self.tiers):
             if group == "devices":
@@ -144,7 +176,7 @@ class Targeter:
                     yield [self._device_target(d, index, rank) for d in devices]
                 continue
             async for batch in self._people(
-                session, prefixes, split, index, rank, kinds_in, opt_out
+                session, prefixes, split, index, rank, kinds_in, opt_out, people, ack_roles
             ):
                 yield batch
 
@@ -158,12 +190,11 @@ class Targeter:
             if n
         ]
 
-    def _device_target(self, d: Device, index: int, rank: int) -> Target:
+    def _device_target(self, d: Device, index: int, rank: int, *, fifo: bool = False) -> Target:
         channel = DEVICE_CHANNEL.get(d.kind, d.kind)
         choice = RouteChoice(d.kind, ((channel,),), True)
-        return Target(
-            "device", d.id or 0, d.area_code, index, "devices", priority(index, rank), choice
-        )
+        prio = priority(0, rank) if fifo else priority(index, rank)
+        return Target("device", d.id or 0, d.area_code, index, "devices", prio, choice)
 
     async def _split(self, session: AsyncSession, prefixes: list[str]) -> AreaSplit:
         codes = (
@@ -193,6 +224,8 @@ class Targeter:
         rank: int,
         kinds_in: dict[str, set[str]],
         honour_opt_out: bool,
+        only: Any = None,
+        ack_roles: frozenset[str] = frozenset(),
     ) -> AsyncIterator[list[Target]]:
         group = self.tiers[index]
         assert group in PERSON_GROUPS
@@ -212,7 +245,9 @@ class Targeter:
         )
         if honour_opt_out:
             stmt = stmt.where(Person.opt_out.is_(False))
-        prio, ack_roles, choose = priority(index, rank), self.ack_roles, self.policy.choose
+        if only is not None:
+            stmt = stmt.where(only)
+        prio, choose = priority(index, rank), self.policy.choose
         # A million people fall into a few thousand distinct situations: choose each route
         # once, and build each target from its situation's shared fields (tuple.__new__
         # straight away: the named tuple's own constructor costs a Python call per person).
@@ -240,6 +275,80 @@ class Targeter:
                     )
                 )  # fmt: skip
             yield batch
+
+    async def _everyone(
+        self,
+        session: AsyncSession,
+        prefixes: list[str],
+        rank: int,
+        kinds_in: dict[str, set[str]],
+        honour_opt_out: bool,
+        only: Any = None,
+        ack_roles: frozenset[str] = frozenset(),
+    ) -> AsyncIterator[list[Target]]:
+        """First come, first served (``priority_order = "fifo"``): every person in one query,
+        in area order, all with the same priority; each still labelled with their tier."""
+        classes = dict(
+            (
+                await session.execute(
+                    select(Area.code, Area.urban_rural).where(in_areas(Area.code, prefixes))
+                )
+            ).all()
+        )
+        stmt = (
+            select(
+                Person.id,
+                Person.area_code,
+                Person.needs,
+                Person.role,
+                Person.language,
+                Person.phone.is_not(None),
+                Person.email.is_not(None),
+                Person.relay_contact_id.is_not(None),
+            )
+            .where(in_areas(Person.area_code, prefixes))
+            .order_by(Person.area_code)
+        )
+        if honour_opt_out:
+            stmt = stmt.where(Person.opt_out.is_(False))
+        if only is not None:
+            stmt = stmt.where(only)
+        prio, choose, tiers = priority(0, rank), self.policy.choose, self.tiers
+        chosen: dict[tuple[object, ...], tuple[RouteChoice, bool, int]] = {}
+        new = tuple.__new__
+        async for rows in prefetched(session, stmt):
+            batch = []
+            append = batch.append
+            for pid, area, needs, role, language, phone, email, relay in rows:
+                key = (needs, role, phone, email, relay, area)
+                found = chosen.get(key)
+                if found is None:
+                    kinds = kinds_in.get(area, ())
+                    reach = Reach(
+                        bool(phone), bool(email), bool(relay), "speaker" in kinds, "board" in kinds
+                    )
+                    tier = tier_of(tiers, needs=needs, role=role, urban_rural=classes.get(area))
+                    found = chosen[key] = (choose(needs, role, reach), role in ack_roles, tier)
+                tier = found[2]
+                append(
+                    new(
+                        Target,
+                        (
+                            "person", pid, area, tier, tiers[tier], prio, found[0], found[1],
+                            needs, role, language,
+                        ),
+                    )
+                )  # fmt: skip
+            yield batch
+
+
+def _drill_filter(drill: DrillAudience | None) -> Any:
+    """The people of a drill audience, as a condition over ``people`` (None: no condition)."""
+    if drill is None or drill.kind == "area":
+        return None
+    if drill.kind == "consent":
+        return Person.drill_consent.is_(True)
+    return Person.external_id.in_(drill.people)
 
 
 async def prefetched(session: AsyncSession, stmt: Select[Any]) -> AsyncIterator[Sequence[Any]]:

@@ -60,8 +60,13 @@ ROWS_PER_PERSON = 1.0
 CHANNELS = ("sms", "email", "voice", "relay", "speaker", "board")
 
 
+PLAN_CHUNK: int | None = None  # --plan-chunk: [dispatch] plan_chunk for this run
+
+
 def bench_settings(db_path: Path) -> Settings:
     settings = load_settings(environ={"WARNPUB_DATABASE_URL": f"sqlite+aiosqlite:///{db_path}"})
+    if PLAN_CHUNK is not None:
+        settings.dispatch.plan_chunk = PLAN_CHUNK
     # Only the kinds matter to the planner (a kind with no instance fails over at once).
     settings.channels = {kind: [] for kind in CHANNELS}
     return settings
@@ -235,7 +240,12 @@ def main() -> None:
         type=Path,
         help="a generated SQLite file to copy (kept; made if missing) instead of generating anew",
     )
+    parser.add_argument(
+        "--plan-chunk", type=int, help="rows per plan transaction ([dispatch] plan_chunk)"
+    )
     args = parser.parse_args()
+    global PLAN_CHUNK
+    PLAN_CHUNK = args.plan_chunk
     people = args.people or math.ceil(args.targets / ROWS_PER_PERSON)
     load = round(os.getloadavg()[0], 2)  # other work on this machine when the run began
     with tempfile.TemporaryDirectory() as tmp:
@@ -266,6 +276,7 @@ def main() -> None:
         "gc_full_s": round(figures["gc_full_s"], 2),
         "gc_full": figures["gc_full"],
         "load_avg_1m": load,
+        "plan_chunk": settings.dispatch.plan_chunk,
         "baseline_insert_s": round(insert_s, 3),
         "baseline_targeting_s": round(targeting_s, 3),
         "vs_insert": round(seconds / insert_s, 2) if insert_s else None,

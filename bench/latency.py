@@ -8,8 +8,10 @@ the real gateway simulator (``create_sim_app``) on 127.0.0.1, every request over
 submits a fresh city-wide yellow warning as agency QX, then times from just before the operator's
 ``POST …/approve`` until the simulator accepted (its own timestamp) the first SMS to a person
 with special needs. Then the warning is cancelled over HTTP, the bench waits until nothing of it
-is left sending and the planner has stopped, and the simulator is reset. One warm-up run is made
-first and reported apart.
+is left sending or waiting to be sent and the planner has stopped (so the next approval does
+not wait behind this cancel's stop), and the simulator is reset. One warm-up
+run is made first and reported apart. ``cancel_http_*`` time the cancel request, ``stopped_*``
+the cancel until every row of the warning is final.
 
 Side by side, in every run: ``first_any`` (the first SMS of any kind; it should be the same
 message, special needs go first) and, as a baseline, a bare aiohttp POST of one message to the
@@ -67,8 +69,11 @@ def alert(n: int) -> dict[str, Any]:
 class County:
     """The app with its dispatcher, the simulator, and the two callers the bench needs."""
 
-    def __init__(self, db_path: Path, rate_per_s: float, concurrency: int) -> None:
+    def __init__(
+        self, db_path: Path, rate_per_s: float, concurrency: int, during_stop: bool = False
+    ) -> None:
         self.db_path, self.rate_per_s, self.concurrency = db_path, rate_per_s, concurrency
+        self.during_stop = during_stop
 
     async def start(self) -> None:
         url = f"sqlite+aiosqlite:///{self.db_path}"
@@ -160,20 +165,26 @@ class County:
         assert r.status == 200, await r.text()
 
     async def settle(self, warning_id: str, within_s: float = 120) -> None:
-        """Wait until the planner has stopped and no row of the warning is being sent."""
+        """Wait until the planner has stopped and no row of the warning is being sent or waits
+        to be (with ``during_stop``, as soon as nothing is being sent: the bench's ending
+        before 2026-11-29, when the next approval could meet this cancel's stop)."""
+        waiting = ("sending",) if self.during_stop else ("planned", "queued", "sending")
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             async with self.db.reader() as s:
-                sending = (
+                left = (
                     await s.execute(
                         select(func.count())
                         .select_from(Delivery)
-                        .where(Delivery.warning_id == warning_id, Delivery.state == "sending")
+                        .where(
+                            Delivery.warning_id == warning_id,
+                            Delivery.state.in_(waiting),
+                        )
                     )
                 ).scalar_one()
-            if not sending and warning_id not in self.dispatcher._planning:
+            if not left and warning_id not in self.dispatcher._planning:
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
         raise RuntimeError(f"warning {warning_id} did not settle in {within_s} s")
 
     async def bare_post(self, n: int) -> float:
@@ -226,8 +237,11 @@ async def one_run(county: County, n: int, within_s: float = 30) -> dict[str, Any
             seen += len(accepted)
         else:
             await asyncio.sleep(0.002)
+    cancel_started = time.perf_counter()
     await county.cancel(warning_id)
+    cancel_ms = (time.perf_counter() - cancel_started) * 1000
     await county.settle(warning_id)
+    stopped_ms = (time.perf_counter() - cancel_started) * 1000
     bare_ms = await county.bare_post(n)
     await county.sim_reset()
     assert first_any is not None
@@ -237,6 +251,8 @@ async def one_run(county: County, n: int, within_s: float = 30) -> dict[str, Any
         "same_message": first_any.seq == first_special.seq,
         "approve_http_ms": approved_ms,
         "bare_post_ms": bare_ms,
+        "cancel_http_ms": cancel_ms,
+        "stopped_ms": stopped_ms,
     }
 
 
@@ -245,8 +261,10 @@ def nearest_rank(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-async def measure(db_path: Path, runs: int, rate_per_s: float, concurrency: int) -> dict[str, Any]:
-    county = County(db_path, rate_per_s, concurrency)
+async def measure(
+    db_path: Path, runs: int, rate_per_s: float, concurrency: int, during_stop: bool = False
+) -> dict[str, Any]:
+    county = County(db_path, rate_per_s, concurrency, during_stop)
     await county.start()
     try:
         async with county.db.reader() as s:
@@ -276,6 +294,10 @@ async def measure(db_path: Path, runs: int, rate_per_s: float, concurrency: int)
         "approve_http_p50_ms": round(nearest_rank([r["approve_http_ms"] for r in results], 50), 1),
         "baseline_bare_post_p50_ms": round(nearest_rank(bare, 50), 2),
         "baseline_bare_post_p99_ms": round(nearest_rank(bare, 99), 2),
+        "cancel_http_p50_ms": round(nearest_rank([r["cancel_http_ms"] for r in results], 50), 1),
+        "cancel_http_max_ms": round(max(r["cancel_http_ms"] for r in results), 1),
+        "stopped_p50_ms": round(nearest_rank([r["stopped_ms"] for r in results], 50), 1),
+        "stopped_max_ms": round(max(r["stopped_ms"] for r in results), 1),
         "warmup_ms": round(warmup["ms"], 1),
         "all_ms": [round(v, 1) for v in ms],
     }
@@ -294,6 +316,12 @@ def main() -> None:
     parser.add_argument(
         "--db", type=Path, help="a generated SQLite file to copy (kept; made if missing)"
     )
+    parser.add_argument(
+        "--during-stop",
+        action="store_true",
+        help="start each run once nothing of the previous warning is being sent, while the "
+        "rest of its rows may still be being stopped (the bench's ending before 2026-11-29)",
+    )
     args = parser.parse_args()
     load = round(os.getloadavg()[0], 2)  # other work on this machine when the run began
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,10 +333,13 @@ def main() -> None:
             work.write_bytes(args.db.read_bytes())
         else:
             gen_s = generate(work, args.people, args.seed)
-        figures = asyncio.run(measure(work, args.runs, args.rate, args.concurrency))
+        figures = asyncio.run(
+            measure(work, args.runs, args.rate, args.concurrency, args.during_stop)
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {
         **figures,
+        "during_stop": args.during_stop,
         "load_avg_1m": load,
         "peak_rss_mb": round(peak, 1),
         "generate_s": round(gen_s, 1),

@@ -100,6 +100,14 @@ class UsesDatabase(Protocol):
     def bind_database(self, db: Any) -> None: ...
 
 
+@runtime_checkable
+class UsesSettings(Protocol):
+    """A channel that writes links to this server (the visit channel): the dispatcher hands
+    it the settings ``warnpub`` runs with before ``start()``."""
+
+    def bind_settings(self, settings: Any) -> None: ...
+
+
 class ChannelError(Exception):
     """A channel could not be set up (bad configuration); says what to fix."""
 

@@ -130,6 +130,8 @@ TIER_GROUPS = ("devices", "special_needs", "village_contacts", "rural_residents"
 
 class AckConfig(_Section):
     roles: list[str] = ["village_contact", "town_duty_officer"]
+    # Levels whose messages to those roles ask for an acknowledgement.
+    levels: list[Literal["red", "orange", "yellow", "blue"]] = ["red", "orange", "yellow", "blue"]
 
 
 class AudiencesConfig(_Section):
@@ -187,6 +189,10 @@ class DispatchConfig(_Section):
     receipt_timeout_s: float = Field(3600.0, gt=0)
     # Plan rows written per transaction when a warning is approved.
     plan_chunk: int = Field(5000, gt=0)
+    # "tiers": special needs and the other priority tiers first ([audiences] tiers);
+    # "fifo": first come, first served — every target of a warning the same priority, people
+    # planned in the order they are read (area order). For comparison (bench/drill.py) only.
+    priority_order: Literal["tiers", "fifo"] = "tiers"
 
 
 class RenderConfig(_Section):
@@ -325,6 +331,69 @@ class SpeakersConfig(_Section):
         return v
 
 
+LADDER_STEPS = ("resend", "duty_officer", "supervisors", "console")
+
+
+class LadderConfig(_Section):
+    """One level's escalation ladder (docs/last-kilometre.md, "Escalation")."""
+
+    # Seconds to wait for an acknowledgement before each step.
+    wait_s: float = Field(300.0, gt=0)
+    # Taken in order, one per wait: resend (the person's next channel: voice, sms, email),
+    # duty_officer (alert the town duty officers), supervisors (alert [escalation] supervisors),
+    # console (an escalation in the operator console).
+    steps: list[Literal["resend", "duty_officer", "supervisors", "console"]] = []
+    # How many times the whole ladder is walked before the person is left as unacknowledged.
+    repeat: int = Field(1, ge=1, le=20)
+
+
+class EscalationConfig(_Section):
+    """Acknowledgements and escalation ladders (docs/last-kilometre.md)."""
+
+    # Per level; frozen into a warning when it is released. A level not named never escalates.
+    ladders: dict[Literal["red", "orange", "yellow", "blue"], LadderConfig] = {}
+    # Channels tried, in this order, by a "resend" step (only those with an instance).
+    resend_channels: list[Literal["voice", "sms", "email"]] = ["voice", "sms", "email"]
+    # Phone numbers (E.164 or national) and e-mail addresses told of review deadlines that
+    # pass and of "supervisors" steps.
+    supervisors: list[str] = []
+    # How often the auditor looks for ladders that stalled (no timer, or a timer stuck).
+    auditor_every_s: float = Field(60.0, gt=0)
+    # Lifetime of the signed acknowledgement links, counted from the warning's release.
+    link_ttl_hours: float = Field(72.0, gt=0)
+
+
+class DrillsConfig(_Section):
+    """Drills (CAP status Exercise; docs/drills.md)."""
+
+    # Who a drill reaches when its CAP names no WARNPUB_DRILL_AUDIENCE parameter: "area"
+    # (everyone and every device in its areas) or "consent" (people with drill_consent, and
+    # the areas' devices). A list of people is always named in the CAP itself.
+    audience: Literal["area", "consent"] = "area"
+    # `warnpub drill run`: the drill warning's level (red/orange need two approvers) and how
+    # long to wait for it to complete before printing the report.
+    level: Literal["red", "orange", "yellow", "blue"] = "blue"
+    wait_s: float = Field(300.0, gt=0)
+
+
+class ConsoleConfig(_Section):
+    """The operator console (docs/console.md): sign-in lock-out, live progress, roster uploads."""
+
+    # A username with this many failed sign-ins within failure_window_minutes is refused for
+    # lockout_minutes (counted from the audit log's login.failed entries; a success resets it).
+    max_failed_logins: int = Field(5, ge=1, le=1000)
+    failure_window_minutes: float = Field(15, gt=0)
+    lockout_minutes: float = Field(15, gt=0)
+    # How often the live progress view reads the counts of a warning being sent (seconds).
+    progress_interval_s: float = Field(1.0, gt=0)
+    # Where uploaded rosters wait between the dry run and the confirmation ("" = the system's
+    # temporary directory), and how long they are kept.
+    upload_dir: str = ""
+    upload_ttl_minutes: float = Field(60, gt=0)
+    # Audit log entries per page.
+    audit_page_size: int = Field(50, ge=1, le=1000)
+
+
 class Settings(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -338,6 +407,9 @@ class Settings(_Section):
     render: RenderConfig = RenderConfig()
     reports: ReportsConfig = ReportsConfig()
     speakers: SpeakersConfig = SpeakersConfig()
+    drills: DrillsConfig = DrillsConfig()
+    escalation: EscalationConfig = EscalationConfig()
+    console: ConsoleConfig = ConsoleConfig()
     # Channel instances by kind: {"sms": [{"name": "sim", "adapter": "http_json", …}], …}.
     # Each adapter validates its own entries (see docs/channels.md).
     channels: dict[str, list[dict[str, Any]]] = {}

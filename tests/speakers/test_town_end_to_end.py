@@ -25,6 +25,7 @@ from warnpub.boards import tokens
 from warnpub.channels.registry import build_channels
 from warnpub.config import SpeakersConfig
 from warnpub.dispatch.dispatcher import Dispatcher
+from warnpub.lastkm.tables import Acknowledgement
 from warnpub.review.timers import HANDLERS
 from warnpub.speakers.tables import SpeakerRound
 from warnpub.speakersim import SimOptions, SpeakerSim
@@ -135,6 +136,19 @@ async def test_a_town_warning_end_to_end_then_cancelled(settings, db):
                     return set((await states("board")).values()) == {"delivered"}
 
                 await until(board_delivered, "the board's delivery delivered")
+
+                # The speakers' "played" and the board's showing are acknowledgements, with
+                # their time and channel (issue 6).
+                async with db.reader() as s:
+                    acks = (
+                        await s.execute(
+                            select(Acknowledgement.via, Acknowledgement.target_id).where(
+                                Acknowledgement.warning_id == warning_id,
+                                Acknowledgement.target_kind == "device",
+                            )
+                        )
+                    ).all()
+                assert sorted(via for via, _ in acks) == ["board", "speaker", "speaker"]
 
                 # The Atom feed lists it.
                 feed = await (await client.get("/feeds/cap.atom")).text()

@@ -9,6 +9,7 @@ from aiohttp import web
 from warnpub import __version__
 from warnpub.api import (
     accounts,
+    acks,
     audience,
     audio,
     boards,
@@ -24,6 +25,7 @@ from warnpub.api.middleware import problems
 from warnpub.api.routes import RouteTable
 from warnpub.cap import Alert
 from warnpub.config import Settings
+from warnpub.console import routes as console_routes
 from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.dispatch.metrics import Metrics
 from warnpub.review.timers import HANDLERS
@@ -42,6 +44,8 @@ TABLES = (
     feeds.routes,
     boards.routes,
     reports.routes,
+    acks.routes,
+    console_routes,
     meta,
 )
 RUNNER: web.AppKey[TimerRunner] = web.AppKey("timer_runner", TimerRunner)

@@ -17,6 +17,7 @@ from warnpub.channels.base import ChannelError
 from warnpub.channels.voice_http import HttpVoice
 from warnpub.clock import utcnow
 from warnpub.dispatch.receipts import RetrySchedule, apply_receipts
+from warnpub.lastkm.replies import handle_reply
 from warnpub.problems import Problem, not_found
 from warnpub.storage.tables import InboundMessage
 
@@ -95,15 +96,25 @@ async def sms_receipts(request: web.Request) -> web.Response:
     "POST",
     "/api/v1/callbacks/sms/{gateway}/inbound",
     auth="gateway signature",
-    summary="Messages people sent to us through an SMS gateway (replies), signed with its callback secret.",
+    summary="Replies people sent through an SMS gateway, signed with its callback secret: stored, then read as acknowledgements and visit reports.",
     params=SIGNED,
     errors=(400, 401, 404, 413, 422),
     response={
         "200": {
-            "description": "Messages stored",
+            "description": (
+                "Messages stored, and what each did: acknowledged, visits (people reported "
+                "told in person), not_understood / unknown_code / nothing (answered politely), "
+                "unknown_sender (nothing changed)"
+            ),
             "content": {
                 "application/json": {
-                    "schema": {"type": "object", "properties": {"stored": {"type": "integer"}}}
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "stored": {"type": "integer"},
+                            "outcomes": {"type": "array", "items": {"type": "string"}},
+                        },
+                    }
                 }
             },
         }
@@ -113,19 +124,18 @@ async def sms_inbound(request: web.Request) -> web.Response:
     svc = services(request)
     gateway, body = await _verified_body(request)
     messages = parse_inbound(body, svc.settings.audiences.phone_region)
+    outcomes: list[str] = []
     async with svc.db.session() as session:
-        session.add_all(
-            [
+        for m in messages:
+            received = m.at or utcnow()
+            session.add(
                 InboundMessage(
-                    gateway=gateway["name"],
-                    sender=m.sender,
-                    text=m.text[:2000],
-                    received_at=m.at or utcnow(),
+                    gateway=gateway["name"], sender=m.sender, text=m.text[:2000], received_at=received
                 )
-                for m in messages
-            ]
-        )
-    return web.json_response({"stored": len(messages)})
+            )
+            # Stored and read in one transaction: a reply is never half-applied.
+            outcomes.append((await handle_reply(session, m.sender, m.text, received)).kind)
+    return web.json_response({"stored": len(messages), "outcomes": outcomes})
 
 
 VOICE_ADAPTER = "http_voice"

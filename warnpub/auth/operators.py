@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audit.log import append as audit
 from warnpub.auth.secrets import check_password, hash_password, issue_token
 from warnpub.clock import utcnow
 from warnpub.problems import FieldError, conflict, invalid
-from warnpub.storage.tables import Operator, OperatorToken
+from warnpub.storage.tables import AuditEntry, Operator, OperatorToken
 
 ROLES = ("operator", "supervisor", "admin")
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -99,3 +99,49 @@ async def issue_operator_token(
     )
     await audit(session, actor, "operator.token_issued", f"operator:{op.username}")
     return token
+
+
+async def locked_until(
+    session: AsyncSession,
+    username: str,
+    *,
+    max_failures: int,
+    window: timedelta,
+    lockout: timedelta,
+) -> datetime | None:
+    """When the lock-out of ``username`` ends, or None when it may sign in.
+
+    Counted from the audit log (no table of its own): ``max_failures`` ``login.failed`` entries
+    for the username within ``window`` lock it for ``lockout`` from the last of them. Only
+    failures after the last successful ``login`` count.
+    """
+    subject = f"operator:{username[:64]}"
+    now = utcnow()
+    since = now - window - lockout
+    last_ok = (
+        await session.execute(
+            select(func.max(AuditEntry.at)).where(
+                AuditEntry.action == "login", AuditEntry.subject == subject
+            )
+        )
+    ).scalar()
+    if last_ok is not None and last_ok > since:
+        since = last_ok
+    times = list(
+        (
+            await session.execute(
+                select(AuditEntry.at)
+                .where(
+                    AuditEntry.action == "login.failed",
+                    AuditEntry.subject == subject,
+                    AuditEntry.at > since,
+                )
+                .order_by(AuditEntry.at)
+            )
+        ).scalars()
+    )
+    until: datetime | None = None
+    for i in range(max_failures - 1, len(times)):
+        if times[i] - times[i - max_failures + 1] <= window:
+            until = times[i] + lockout
+    return until if until is not None and until > now else None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audiences.tables import Device
 from warnpub.boards.tables import BoardCredential, BoardWarning
+from warnpub.lastkm.acks import record_ack
 from warnpub.storage.tables import Delivery
 
 AWAITING = ("sending", "sent")
@@ -39,20 +40,19 @@ async def mark_delivered(
     device_id: int,
     warning_ids: Sequence[str],
     now: datetime,
-    *,
-    acknowledged: bool = False,
 ) -> int:
     """The board's deliveries of ``warning_ids`` still awaiting it become delivered; how many."""
     if not warning_ids:
         return 0
+    # Showing a warning (or the contact confirming its notice is posted) is the board's
+    # acknowledgement, recorded with its time and channel (docs/last-kilometre.md).
     values: dict[str, object] = {
         "state": "delivered",
         "final_at": now,
         "sent_at": func.coalesce(Delivery.sent_at, now),
         "lease_owner": None,
+        "acknowledged_at": now,
     }
-    if acknowledged:
-        values["acknowledged_at"] = now
     result = await session.execute(
         update(Delivery)
         .where(
@@ -63,9 +63,15 @@ async def mark_delivered(
             Delivery.state.in_(AWAITING),
         )
         .values(**values)
+        .returning(Delivery.warning_id)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)
+    marked = list(result.scalars())
+    for warning_id in set(marked):
+        await record_ack(
+            session, warning_id, "device", device_id, "board", now, all_deliveries=True
+        )
+    return len(marked)
 
 
 async def shown(
@@ -110,5 +116,5 @@ async def posted(
     if row.posted_at is None:
         row.posted_at, row.posted_by = now, by[:100]
     await session.flush()
-    marked = await mark_delivered(session, device.id, [warning_id], now, acknowledged=True)
+    marked = await mark_delivered(session, device.id, [warning_id], now)
     return row.posted_at, marked

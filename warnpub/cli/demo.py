@@ -1,7 +1,10 @@
 """``warnpub demo``: a demo county (Liyang) with agencies, operators and warnings, served locally.
 
 Everything goes through the real paths: migrations, the area loader, the agency and operator
-services, and the HTTP API for the sample warnings.
+services, and the HTTP API for the sample warnings. The channels are simulated in this
+process: the SMS and voice gateway simulator on loopback, loudspeaker groups on an embedded MQTT
+broker, and village contacts (warnpub/lastkm/contact_sim.py) who answer the SMS they get with
+reply codes and visit reports — all but one, whose silence shows the escalation ladder.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from warnpub.auth.secrets import generate_password
 from warnpub.cli.common import run, transaction
 from warnpub.cli.running import serve_until_stopped
 from warnpub.clock import utcnow
-from warnpub.config import Settings
+from warnpub.config import LadderConfig, Settings
 from warnpub.embedded_broker import embedded_broker
 from warnpub.gatewaysim.app import create_sim_app
+from warnpub.lastkm.contact_sim import ContactSim, ContactSimOptions
 from warnpub.speakersim import SimOptions, SpeakerSim
 from warnpub.storage.migrate import upgrade
 
@@ -296,6 +300,95 @@ def _print_delivery(report: dict[str, Any]) -> None:
         print("  " + line.replace("warnpub_deliveries", ""))
 
 
+async def _drill_area(db: Any) -> tuple[str, str | None] | None:
+    """The town of the synthetic village with the most special-needs people (a drill there
+    shows them, and the town's village contacts), and the phone of the contact there with the
+    fewest special-needs people to visit: the demo's silent contact."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import aliased
+
+    from warnpub.audiences.tables import Area, Person
+
+    async with db.reader() as s:
+        town = (
+            await s.execute(
+                select(Area.parent_code)
+                .join(Person, Person.area_code == Area.code)
+                .where(Area.synthetic.is_(True), Person.needs != 0, Area.parent_code.is_not(None))
+                .group_by(Area.code, Area.parent_code)
+                .order_by(func.count().desc(), Area.code)
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if town is None:
+            return None
+        visited = aliased(Person)
+        silent = (
+            await s.execute(
+                select(Person.phone)
+                .join(Area, Area.code == Person.area_code)
+                .outerjoin(
+                    visited, (visited.relay_contact_id == Person.id) & (visited.needs != 0)
+                )
+                .where(
+                    Area.parent_code == town,
+                    Person.role == "village_contact",
+                    Person.phone.is_not(None),
+                )
+                .group_by(Person.id, Person.phone)
+                .order_by(func.count(visited.id), Person.id)
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    return town, silent
+
+
+async def _run_drill(settings: Settings, out: Path, base: str, town: str) -> None:
+    """A drill (CAP status Exercise) on one town's synthetic villages, approved by duty1, sent
+    over the same simulated channels; then its report, as `warnpub drill run` prints it, and
+    what the simulated village contacts did."""
+    from warnpub.cli.common import database
+    from warnpub.drills.audience import DrillAudience
+    from warnpub.drills.run import (
+        approve_drill,
+        last_kilometre,
+        last_kilometre_lines,
+        report_text,
+        submit_drill,
+        summary_lines,
+        wait_for_end,
+        wait_for_ladders,
+    )
+
+    async with database(settings) as db:
+        drill = await submit_drill(
+            db, settings, area=town, audience=DrillAudience("area"), level="blue", agency="QX"
+        )
+        print(
+            f"\n=== A drill (应急演练) on one town: {drill.area_name} ({town}) ===\n"
+            "The same path as a real warning — submitted by the weather bureau with CAP status "
+            "Exercise, approved by duty1, sent over the simulated SMS, voice, loudspeaker and "
+            "visit channels — but only to the town's villages, and every message starts with "
+            "【演练】. The simulated village contacts acknowledge by reply SMS and report their "
+            "visits; one of them stays silent, so its escalation ladder runs.",
+            flush=True,
+        )
+        await approve_drill(db, settings, drill, ["duty1"], base=base)
+        await wait_for_end(db, drill, 60)
+        await wait_for_ladders(db, drill.warning_id, 20)
+        text, written = await report_text(
+            db, settings, drill, html=out / "report.html", csv_dir=out / "csv"
+        )
+        facts = await last_kilometre(db, drill.warning_id)
+    print("\n".join(summary_lines(drill)))
+    print("\nThe drill report (also `warnpub report <id>`; see docs/drills.md):\n")
+    print(text)
+    print("The last kilometre (docs/last-kilometre.md; also `warnpub visits <id>`):")
+    print("\n".join(last_kilometre_lines(facts)))
+    print(f"\nReport page : {out / 'report.html'}")
+    print(f"CSV files   : {out / 'csv'}/ ({len(written) - 1} files; unreached.csv lists who was missed)")
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -303,11 +396,13 @@ def _free_port(host: str) -> int:
 
 
 def _demo_channels(
-    sim_url: str, base: str, mqtt_host: str, mqtt_port: int
+    sim_url: str, base: str, mqtt_host: str, mqtt_port: int, visit_timeout_s: float = 30
 ) -> dict[str, list[dict[str, Any]]]:
     """SMS and voice calls through the loopback gateway simulator, loudspeakers through the
-    embedded broker. Notice boards and village contacts' visits are not simulated in the demo:
-    their route steps are recorded as "no … channel is configured" and the route moves on."""
+    embedded broker, visits by village contacts as visit lists sent by SMS (the simulated
+    contacts, :func:`start_contacts`, report them by reply). Notice boards are not simulated
+    in the demo: their route steps are recorded as "no board channel is configured" and the
+    route moves on. A visit not reported within ``visit_timeout_s`` is unreached."""
     return {
         "sms": [
             {
@@ -341,7 +436,48 @@ def _demo_channels(
                 "interval_s": 5,
             }
         ],
+        "relay": [
+            {"name": "demo-visits", "adapter": "visit", "receipt_timeout_s": visit_timeout_s}
+        ],
     }
+
+
+async def point_simulator_at(sim_url: str, base: str) -> None:
+    """Tell the gateway simulator where delivery receipts and people's replies go (the app's
+    callbacks for the ``demo-sim`` SMS channel)."""
+    callbacks = f"{base}/api/v1/callbacks/sms/demo-sim"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{sim_url}/control",
+            json={"callback_url": f"{callbacks}/receipts", "inbound_url": f"{callbacks}/inbound"},
+        ) as r,
+    ):
+        r.raise_for_status()
+
+
+# The simulated village contacts: a reply code a second after the message, a visit report
+# after a three-second "walk" to the first person and half a second per further person.
+CONTACT_DELAY_S = 1.0
+VISIT_DELAY_S = 3.0
+VISIT_PER_PERSON_S = 0.5
+DEMO_LADDER_WAIT_S = 5.0
+
+
+async def start_contacts(sim_url: str, silent: set[str] | None = None) -> ContactSim:
+    """Village contacts and town duty officers who answer what the gateway simulator gets."""
+    contacts = ContactSim(
+        ContactSimOptions(
+            sim_url,
+            silent=silent or set(),
+            delay_s=CONTACT_DELAY_S,
+            visit_delay_s=VISIT_DELAY_S,
+            visit_per_person_s=VISIT_PER_PERSON_S,
+            poll_s=0.3,
+        )
+    )
+    await contacts.start()
+    return contacts
 
 
 def demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -350,18 +486,30 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     settings = settings.model_copy(deep=True)
     settings.database.url = f"sqlite+aiosqlite:///{path}"
+    # Blue has no escalation ladder by default; the demo gives its blue drill a short one, so
+    # the silent village contact is escalated within seconds: the town duty officer is alerted
+    # by SMS, then the console.
+    settings.escalation.ladders["blue"] = LadderConfig(
+        wait_s=DEMO_LADDER_WAIT_S, steps=["duty_officer", "console"], repeat=1
+    )
     port = args.port if args.port is not None else settings.server.port
     upgrade(settings.database.url, schema=settings.database.schema_name)
 
     async def body() -> int:
+        from warnpub.cli.common import database
+
         keys, passwords = await _setup(settings)
         async with transaction(settings) as s:
             summary = await generate(s, DemoOptions(people=args.people, seed=1))
+        async with database(settings) as db:
+            drill_area = await _drill_area(db)
+        silent = {drill_area[1]} if drill_area and drill_area[1] else set()
         sim_url, sim = await _start_simulator()
         # The base URL must be known before the channels are built (the voice gateway is told
         # where to post call outcomes), so a free port is picked here when none was given.
         bind_port = port or _free_port(settings.server.host)
         base = f"http://{settings.server.host}:{bind_port}"
+        contacts = await start_contacts(sim_url, silent)
         try:
             async with embedded_broker() as (mqtt_host, mqtt_port):
                 speakers = SpeakerSim(SimOptions(host=mqtt_host, port=mqtt_port, delay_s=0.2))
@@ -371,25 +519,37 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 
                     async def after_start(base: str) -> None:
                         settings.server.public_url = base  # the app reads it for status URLs
-                        async with aiohttp.ClientSession() as http:
-                            callback = f"{base}/api/v1/callbacks/sms/demo-sim/receipts"
-                            async with http.post(
-                                f"{sim_url}/control", json={"callback_url": callback}
-                            ) as r:
-                                r.raise_for_status()
+                        await point_simulator_at(sim_url, base)
                         answers = await _submit_samples(base, keys)
                         _print_guide(base, keys, passwords, answers, summary.people, sim_url)
                         print(
                             f"Loudspeakers    : an embedded MQTT broker on {mqtt_host}:{mqtt_port} "
                             "with simulated speaker groups that play and acknowledge"
                         )
+                        print(
+                            "Village contacts: simulated (warnpub/lastkm/contact_sim.py); they "
+                            f"acknowledge by reply SMS after {CONTACT_DELAY_S:g} s and report "
+                            f"visits after a {VISIT_DELAY_S:g} s walk"
+                            + (f"; {', '.join(sorted(silent))} stays silent" if silent else "")
+                        )
                         red = next((a for a in answers if a.get("green_channel")), None)
-                        if args.no_serve and red is not None:
+                        if red is not None:
                             report = await _wait_for_delivery(
                                 base, passwords["duty1"], red["id"], 120
                             )
                             _print_delivery(report)
                             print(f"Speaker groups played and acknowledged: {len(speakers.played)}")
+                            c = contacts.stats
+                            print(
+                                f"Village contacts' replies so far: {c.acks_sent} acknowledgements, "
+                                f"{c.visit_replies} visit reports ({c.visits_reported} people told)"
+                            )
+                        if drill_area is not None:
+                            await _run_drill(
+                                settings, path.parent / f"{path.stem}-drill", base, drill_area[0]
+                            )
+                        if not args.no_serve:
+                            print("\nStill serving. Stop with Ctrl-C.", flush=True)
 
                     await serve_until_stopped(
                         settings,
@@ -401,6 +561,7 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
                 finally:
                     await speakers.stop()
         finally:
+            await contacts.stop()
             await sim.cleanup()
         return 0
 

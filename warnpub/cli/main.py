@@ -12,10 +12,12 @@ from warnpub.cli import (
     audience,
     board,
     demo_data,
+    drill,
     gatewaysim,
     report,
     running,
     speakersim,
+    visits,
 )
 from warnpub.config import Settings, load_settings
 from warnpub.problems import Problem
@@ -42,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     speakersim.register(sub)
     board.register(sub)
     report.register(sub)
+    drill.register(sub)
+    visits.register(sub)
     return p
 
 

@@ -36,6 +36,12 @@ def register(sub: Any) -> None:
         "--html", metavar="FILE", type=Path, help="also write a self-contained page with charts"
     )
     p.add_argument(
+        "--lang",
+        choices=("en", "zh-CN"),
+        default="en",
+        help="language of the --html page: en (default) or zh-CN",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the report as JSON (as the API serves it)"
     )
     p.add_argument(
@@ -84,7 +90,7 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
         if args.html is not None:
             from warnpub.reports.render_html import render as render_html
 
-            args.html.write_text(render_html(report, zone), encoding="utf-8")
+            args.html.write_text(render_html(report, zone, args.lang), encoding="utf-8")
             print(f"wrote {args.html}", file=sys.stderr)
         return 0
 

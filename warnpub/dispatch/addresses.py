@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audiences.tables import Device, Person
 from warnpub.dispatch.outbox import Claimed
+from warnpub.lastkm.tables import Notice
 
 
 async def addresses(
@@ -32,6 +33,11 @@ async def addresses(
     if relay_ids and any(r.channel == "relay" for r in rows):
         q = select(Person.id, Person.phone).where(Person.id.in_(relay_ids))
         relay_phones = dict((await session.execute(q)).all())
+    notice_ids = {r.target_id for r in rows if r.target_kind == "notice"}
+    notices: dict[int, str] = {}
+    if notice_ids:
+        q = select(Notice.id, Notice.address).where(Notice.id.in_(notice_ids))
+        notices = dict((await session.execute(q)).all())
     devices: dict[int, str] = {}
     if device_ids:
         q = select(Device.id, Device.address).where(Device.id.in_(device_ids))
@@ -43,6 +49,9 @@ async def addresses(
             continue
         if r.target_kind == "device":
             out[r.id] = devices.get(r.target_id)
+            continue
+        if r.target_kind == "notice":
+            out[r.id] = notices.get(r.target_id)
             continue
         phone, email, relay = people.get(r.target_id, (None, None, None))
         if r.channel in ("sms", "voice"):

@@ -24,6 +24,7 @@ from warnpub.channels.base import (
     Receipt,
     ReceiptSink,
     UsesDatabase,
+    UsesSettings,
 )
 from warnpub.clock import utcnow
 from warnpub.config import Settings
@@ -40,6 +41,7 @@ from warnpub.dispatch.planner import plan, unplanned
 from warnpub.dispatch.receipts import apply_receipts
 from warnpub.dispatch.render import MessageRenderer
 from warnpub.dispatch.worker import ChannelWorker
+from warnpub.lastkm.ladder import audit_ladders
 from warnpub.review import states
 from warnpub.storage.engine import Database
 from warnpub.storage.tables import Delivery, WarningRecord
@@ -96,6 +98,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._planning: dict[str, asyncio.Task[int]] = {}
         self._sweeps = 0
+        self._ladders_audited: datetime | None = None
         # Speaker instances for re-broadcasts and stop commands (the timers find them here).
         self.broadcaster = broadcasts.Broadcaster(
             settings,
@@ -116,6 +119,8 @@ class Dispatcher:
                     channel.bind_receipts(self._receipt_sink(channel.name))
                 if isinstance(channel, UsesDatabase):
                     channel.bind_database(self.db)
+                if isinstance(channel, UsesSettings):
+                    channel.bind_settings(self.settings)
                 await channel.start()
         broadcasts.register(self.broadcaster)
         self._tasks = [
@@ -328,6 +333,16 @@ class Dispatcher:
         self._sweeps += 1
         if self.broadcaster.speakers and self._sweeps % REBROADCAST_CHECK_EVERY == 1:
             await broadcasts.start_missed_rebroadcasts(self.db, self.settings, now)
+        await self._audit_ladders(now)
+
+    async def _audit_ladders(self, now: datetime) -> None:
+        """Resume escalation ladders that stalled (warnpub.lastkm.ladder.audit_ladders)."""
+        every = self.settings.escalation.auditor_every_s
+        if self._ladders_audited is not None and (now - self._ladders_audited).total_seconds() < every:
+            return
+        self._ladders_audited = now
+        async with self.db.session() as session:
+            await audit_ladders(session, now)
 
     def _silent_policies(self) -> dict[str, broadcasts.SilentPolicy]:
         """Speaker instances that play a silent group again: name → (ack timeout, retries)."""

@@ -82,7 +82,7 @@ async def scope_for(session: AsyncSession, warning: WarningRecord) -> Scope:
         .where(WarningReference.warning_id == warning.id)
     )
     codes = set(scope.codes) | set((await session.execute(earlier)).scalars())
-    return Scope(tuple(sorted(codes)), scope.level)
+    return Scope(tuple(sorted(codes)), scope.level, scope.drill)
 
 
 async def _still_plannable(session: AsyncSession, warning_id: str) -> bool:

@@ -36,9 +36,12 @@ from warnpub.channels.base import Receipt, Status
 from warnpub.clock import utcnow
 from warnpub.dispatch.outbox import Claimed
 from warnpub.dispatch.results import advance
+from warnpub.lastkm.acks import record_ack
 from warnpub.storage.tables import Delivery
 
 AWAITING = ("sending", "sent")
+# Channels whose delivery receipt means the target itself took the warning in.
+PLAYED_IS_ACK = frozenset({"speaker"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ async def apply_receipts(
     by_ref = {d.provider_ref: d for d in rows if d.provider_ref}
     now = utcnow()
     applied, failed = 0, []
+    acks: list[tuple[Delivery, str]] = []
     for r in receipts:
         d = by_id.get(r.delivery_id) if r.delivery_id is not None else None
         d = d or (by_ref.get(r.provider_ref) if r.provider_ref else None)
@@ -111,6 +115,11 @@ async def apply_receipts(
             d.provider_ref = r.provider_ref
         if isinstance(r, CallReceipt) and r.acknowledged and d.acknowledged_at is None:
             d.acknowledged_at = r.at or now
+            acks.append((d, "voice"))
+        elif d.state == "delivered" and d.channel in PLAYED_IS_ACK and d.acknowledged_at is None:
+            # A loudspeaker group's "played" is its acknowledgement.
+            d.acknowledged_at = r.at or now
+            acks.append((d, d.channel))
         if d.state == "failed":
             error = r.error or "the gateway reported the message undelivered"
             if r.status is Status.TRANSIENT:
@@ -119,6 +128,11 @@ async def apply_receipts(
             failed.append(d)
         applied += 1
     await session.flush()
+    for d, via in acks:
+        await record_ack(
+            session, d.warning_id, d.target_kind, d.target_id, via, d.acknowledged_at,
+            all_deliveries=d.target_kind == "device",
+        )
     if failed:
         await advance(session, [_claimed(d) for d in failed], now, available)
     return applied, len(receipts) - applied

@@ -40,6 +40,7 @@ from warnpub.dispatch.outbox import PARTNER_CHANNELS, Claimed, WarningStop, clai
 from warnpub.dispatch.render import MessageRenderer
 from warnpub.dispatch.results import end_unsent, give_back, record
 from warnpub.dispatch.retry import RetryPolicy
+from warnpub.lastkm.notices import NOTICE
 from warnpub.render.templates import Rendered
 from warnpub.storage.engine import Database
 
@@ -329,7 +330,13 @@ class ChannelWorker:
                 stop[wid] = "cancelled" if state == "cancelled" else "expired"
         if not stop:
             return claimed, {}
-        dropped = {c.id: stop[c.warning_id] for c in claimed if c.warning_id in stop}
+        # Notices (escalation alerts, answers) go whatever their warning's state: a review
+        # alert is about a pending warning.
+        dropped = {
+            c.id: stop[c.warning_id]
+            for c in claimed
+            if c.warning_id in stop and c.target_kind != NOTICE
+        }
         return [c for c in claimed if c.id not in dropped], dropped
 
     async def _prepare(
@@ -348,8 +355,11 @@ class ChannelWorker:
                 error = f"no address for {c.channel}"
                 unsendable.append((c, Result(c.id, Status.PERMANENT, error=error)))
                 continue
+            own = await self.renderer.personal(session, c) if c.ack_required or (
+                c.target_kind == NOTICE
+            ) else None
             key = (c.warning_id, c.channel, c.language)
-            text = rendered.get(key)
+            text = own or rendered.get(key)
             if text is None:
                 text = rendered[key] = await self.renderer.rendered(session, c)
             sendable.append(c)

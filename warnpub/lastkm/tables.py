@@ -23,6 +23,8 @@ class AckPlan(SQLModel, table=True):
     warning_id: str = Field(foreign_key="warnings.id", primary_key=True, max_length=26)
     # The short code people reply with (unique among the warnings in force).
     reply_code: str = Field(max_length=8, index=True)
+    # The key the warning's acknowledgement links are signed with (hex, 32 bytes).
+    link_key: str = Field(max_length=64)
     # {"wait_s", "steps", "repeat", "resend_channels", "supervisors"}
     ladder: dict[str, Any] = Field(sa_column=Column(JSONDoc, nullable=False))
     frozen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -99,6 +101,8 @@ class Notice(SQLModel, table=True):
     outbox as a delivery with ``target_kind = "notice"`` and ``target_id = notices.id``."""
 
     __tablename__ = "notices"
+    # Answers to replies are limited per number and time (warnpub.lastkm.replies).
+    __table_args__ = (Index("ix_notices_address", "address", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     warning_id: str = Field(foreign_key="warnings.id", index=True, max_length=26)

@@ -11,13 +11,50 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from warnpub.reports.model import Row, Series
 
 TIER_COLOURS = ("#6f42c1", "#d63384", "#fd7e14", "#198754", "#0d6efd", "#6c757d")
 OUTCOME_COLOURS = {"delivered": "#198754", "pending": "#adb5bd", "unreached": "#dc3545"}
+# The charts' words: "en" (the default) and "zh-CN".
+WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "minutes_since": "minutes since {origin}",
+        "approval": "approval",
+        "receipt": "receipt",
+        "share_delivered": "% of targets delivered",
+        "over_time": "Delivery over time, by tier",
+        "legend_tier": "tier (targets)",
+        "nothing_yet": "nothing delivered yet",
+        "delivered": "delivered",
+        "pending": "pending",
+        "unreached": "unreached",
+        "share": "% of targets",
+        "by_town": "Coverage by town",
+        "no_targets": "no targets",
+    },
+    "zh-CN": {
+        "minutes_since": "自{origin}起的分钟数",
+        "approval": "批准",
+        "receipt": "收到",
+        "share_delivered": "目标送达比例（%）",
+        "over_time": "各优先级送达进度",
+        "legend_tier": "优先级（目标数）",
+        "nothing_yet": "尚无送达",
+        "delivered": "已送达",
+        "pending": "发送中",
+        "unreached": "未送达",
+        "share": "占目标比例（%）",
+        "by_town": "各镇（街道）覆盖情况",
+        "no_targets": "没有目标",
+    },
+}
+
+
+def chart_words(lang: str) -> dict[str, str]:
+    return WORDS["zh-CN" if lang.lower().startswith("zh") else "en"]
 FONTS = ["Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC", "DejaVu Sans"]
 RC = {
     "svg.fonttype": "none",
@@ -48,10 +85,18 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=96, layout="constrained")
 
 
-def delivery_over_time(series: Sequence[Series], origin_label: str) -> str:
-    """Share of each tier's targets delivered against minutes since ``origin_label``."""
+def delivery_over_time(
+    series: Sequence[Series],
+    origin_label: str,
+    lang: str = "en",
+    name: Callable[[str], str] | None = None,
+) -> str:
+    """Share of each tier's targets delivered against minutes since ``origin_label``
+    (``approval`` or ``receipt``), labelled in ``lang``; ``name`` puts a tier's name in words."""
     import matplotlib
 
+    t = chart_words(lang)
+    name = name or str
     with matplotlib.rc_context(RC), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a font without some glyph
         fig = _figure(8.0, 3.6)
@@ -71,29 +116,30 @@ def delivery_over_time(series: Sequence[Series], origin_label: str) -> str:
                 xs,
                 ys,
                 where="post",
-                label=f"{s.name} ({s.targeted})",
+                label=f"{name(s.name)} ({s.targeted})",
                 color="#212529" if everyone else TIER_COLOURS[i % len(TIER_COLOURS)],
                 linewidth=2.2 if everyone else 1.5,
                 linestyle="--" if everyone else "-",
             )
             drawn += 1
-        ax.set_xlabel(f"minutes since {origin_label}")
-        ax.set_ylabel("% of targets delivered")
+        ax.set_xlabel(t["minutes_since"].format(origin=t.get(origin_label, origin_label)))
+        ax.set_ylabel(t["share_delivered"])
         ax.set_ylim(0, 102)
         ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
-        ax.set_title("Delivery over time, by tier")
+        ax.set_title(t["over_time"])
         if drawn:
-            fig.legend(loc="outside right upper", fontsize=8, title="tier (targets)")
+            fig.legend(loc="outside right upper", fontsize=8, title=t["legend_tier"])
         else:
-            ax.text(0.5, 0.5, "nothing delivered yet", ha="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, t["nothing_yet"], ha="center", transform=ax.transAxes)
         return _svg(fig)
 
 
-def coverage_by_town(rows: Sequence[Row]) -> str:
+def coverage_by_town(rows: Sequence[Row], lang: str = "en") -> str:
     """One bar per town: delivered, pending and unreached as shares of its targets."""
     import matplotlib
 
+    t = chart_words(lang)
     with matplotlib.rc_context(RC), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         shown = [r for r in rows if r.counts.targeted]
@@ -103,16 +149,16 @@ def coverage_by_town(rows: Sequence[Row]) -> str:
         left = [0.0] * len(shown)
         for outcome, colour in OUTCOME_COLOURS.items():
             values = [100.0 * getattr(r.counts, outcome) / r.counts.targeted for r in shown]
-            ax.barh(labels, values, left=left, color=colour, label=outcome, height=0.7)
+            ax.barh(labels, values, left=left, color=colour, label=t[outcome], height=0.7)
             left = [a + b for a, b in zip(left, values, strict=True)]
         for y, r in enumerate(shown):
             ax.text(101, y, f"{r.counts.delivered}/{r.counts.targeted}", va="center", fontsize=8)
         ax.set_xlim(0, 115)
-        ax.set_xlabel("% of targets")
+        ax.set_xlabel(t["share"])
         ax.invert_yaxis()
-        ax.set_title("Coverage by town")
+        ax.set_title(t["by_town"])
         if shown:
             fig.legend(loc="outside lower center", fontsize=8, ncols=3)
         else:
-            ax.text(0.5, 0.5, "no targets", ha="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, t["no_targets"], ha="center", transform=ax.transAxes)
         return _svg(fig)

@@ -96,7 +96,8 @@ def per_target(warning_id: str, *, by_channel: bool = False) -> Select[Any]:
             _time(func.min(REACHED_AT)).label("reached_at"),
             _time(func.max(D.c.acknowledged_at)).label("acked_at"),
         )
-        .where(D.c.warning_id == warning_id)
+        # Notices (escalation alerts, answers to replies) are about a warning, not its targets.
+        .where(D.c.warning_id == warning_id, D.c.target_kind != "notice")
         .group_by(*[D.c.target_kind, D.c.target_id] + ([D.c.channel] if by_channel else []))
     )
 

@@ -13,6 +13,7 @@ from warnpub.audit.log import append as audit
 from warnpub.clock import utcnow
 from warnpub.config import Settings
 from warnpub.dispatch import broadcasts, outbox
+from warnpub.lastkm import plans as ack_plans
 from warnpub.problems import conflict, forbidden, invalid, not_found
 from warnpub.review import states
 from warnpub.review.policy import approvals_needed
@@ -82,15 +83,23 @@ async def approve(
         of=needed,
     )
     if is_last:
-        await release(session, warning, actor)
+        await release(session, settings, warning, actor)
     return warning
 
 
-async def release(session: AsyncSession, warning: WarningRecord, actor: str) -> None:
-    """pending → approved: stop the review clock and apply what the message itself says."""
+async def release(
+    session: AsyncSession, settings: Settings, warning: WarningRecord, actor: str
+) -> None:
+    """pending → approved: stop the review clock, freeze the reply code and escalation ladder
+    (:mod:`warnpub.lastkm.plans`) and apply what the message itself says."""
     states.move(warning, states.APPROVED)
     warning.decided_at = utcnow()
     await timers.cancel(session, warning_id=warning.id, kinds=("review_deadline",))
+    plan = await ack_plans.freeze(session, settings, warning)
+    if ack_plans.is_final_report(warning.alert):
+        # A final report (终报) asks for no escalation, and ends those of what it updates.
+        await ack_plans.close(session, warning.id, "final report")
+        plan.ladder = {**plan.ladder, "steps": []}
     await audit(
         session,
         actor,
@@ -103,6 +112,11 @@ async def release(session: AsyncSession, warning: WarningRecord, actor: str) -> 
         for ref in await referenced(session, warning.id):
             if ref.state in states.LIVE:
                 await _cancel(session, ref, actor, f"cancelled by CAP Cancel {warning.identifier}")
+    elif warning.msg_type == "Update":
+        # The update (or final report) carries the story on: the ladders and visit lists of
+        # what it updates stop; its own messages ask again where they need to.
+        for ref in await referenced(session, warning.id):
+            await ack_plans.close(session, ref.id, f"updated by {warning.identifier}")
 
 
 async def post_review(session: AsyncSession, warning: WarningRecord, op: Operator) -> WarningRecord:
@@ -164,6 +178,7 @@ async def cancel(
 async def _cancel(session: AsyncSession, warning: WarningRecord, actor: str, reason: str) -> None:
     states.move(warning, states.CANCELLED)
     await timers.cancel(session, warning_id=warning.id)
+    await ack_plans.close(session, warning.id, "cancelled")
     stopped = await outbox.stop_open(session, warning.id, "cancelled", f"cancelled: {reason}"[:500])
     # Speaker groups that got (or are getting) a play command are told to stop, durably.
     await broadcasts.schedule_stop(session, warning.id)
@@ -177,6 +192,7 @@ async def expire(session: AsyncSession, warning: WarningRecord) -> bool:
         return False
     states.move(warning, states.EXPIRED)
     await timers.cancel(session, warning_id=warning.id)
+    await ack_plans.close(session, warning.id, "expired")
     stopped = await outbox.stop_open(session, warning.id, "expired", "the warning expired")
     await audit(session, "system", "warning.expired", f"warning:{warning.id}", deliveries_stopped=stopped)
     return True

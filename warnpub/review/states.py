@@ -15,7 +15,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     DISPATCHING: frozenset({COMPLETED, CANCELLED, EXPIRED}),
     # Completed means every delivery is final; the warning is still in force (boards, feeds,
     # loudspeaker repeats) until it expires, so it can still be cancelled.
-    COMPLETED: frozenset({CANCELLED, EXPIRED}),
+    # A completed warning sends again when an escalation ladder resends to someone.
+    COMPLETED: frozenset({DISPATCHING, CANCELLED, EXPIRED}),
     REJECTED: frozenset(),
     CANCELLED: frozenset(),
     EXPIRED: frozenset(),

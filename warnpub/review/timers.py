@@ -7,6 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.audit.log import append as audit
 from warnpub.dispatch import broadcasts
+from warnpub.lastkm import ladder
+from warnpub.lastkm.plans import TICK
+from warnpub.lastkm.supervisors import tell_review_overdue
 from warnpub.review import service, states
 from warnpub.storage.tables import Escalation, Timer
 from warnpub.timers.store import Handler
@@ -22,8 +25,14 @@ async def on_review_deadline(session: AsyncSession, timer: Timer) -> None:
         f"from {warning.sender} passed its review deadline without a decision"
     )
     session.add(Escalation(warning_id=warning.id, kind="review_deadline", message=message))
+    told = await tell_review_overdue(session, warning, timer.payload or {})
     await audit(
-        session, "system", "escalation.raised", f"warning:{warning.id}", kind="review_deadline"
+        session,
+        "system",
+        "escalation.raised",
+        f"warning:{warning.id}",
+        kind="review_deadline",
+        supervisors_told=told,
     )
 
 
@@ -38,4 +47,6 @@ HANDLERS: dict[str, Handler] = {
     # Loudspeakers: re-broadcast rounds and stop commands (warnpub.dispatch.broadcasts).
     broadcasts.REBROADCAST: broadcasts.on_rebroadcast,
     broadcasts.STOP: broadcasts.on_stop,
+    # Escalation ladders of unacknowledged messages (warnpub.lastkm.ladder).
+    TICK: ladder.on_tick,
 }

@@ -258,6 +258,15 @@ class Delivery(SQLModel, table=True):
             sqlite_where=text("sent_at IS NOT NULL"),
             postgresql_where=text("sent_at IS NOT NULL"),
         ),
+        # The escalation ladder reads the rows that ask for an acknowledgement (a few per
+        # village) without scanning a warning's million others.
+        Index(
+            "ix_deliveries_ack",
+            "warning_id",
+            "target_id",
+            sqlite_where=text("ack_required"),
+            postgresql_where=text("ack_required"),
+        ),
         Index(
             "ix_deliveries_provider_ref",
             "provider_ref",
@@ -310,5 +319,5 @@ class InboundMessage(SQLModel, table=True):
 # Notice boards keep their own tables next to their code; importing them here registers them
 # wherever the engine's tables are registered (migrations, the schema comparison test).
 import warnpub.boards.tables  # noqa: E402, F401
-from warnpub.speakers import tables as _speaker_tables  # noqa: E402, F401
 from warnpub.lastkm import tables as _lastkm_tables  # noqa: E402, F401
+from warnpub.speakers import tables as _speaker_tables  # noqa: E402, F401

@@ -1,0 +1,346 @@
+"""Benchmark: a city-wide drill, special needs first versus first come, first served.
+
+    python bench/drill.py --people 100000 --sms-rate 1000
+
+Generates a population with `warnpub demo-data` in a separate process, then runs the same drill
+twice, each time on a fresh copy of that database, in this process: the application with its
+Dispatcher (planner, SMS and voice workers, sweeper) on SQLite, the real gateway simulator
+(``create_sim_app``: SMS with delivery receipts, voice calls answered with "press 1") on
+127.0.0.1, every message and receipt over HTTP. The drill is an Exercise warning for the whole
+city (audience ``area``), submitted as agency QX and approved by one operator, through
+:mod:`warnpub.drills.run` — the path of ``warnpub drill run``. Once with ``[dispatch]
+priority_order = "tiers"`` (the priority policy: special needs first), once with ``"fifo"``
+(every target the same priority, in the order people are read).
+
+The village contacts are simulated too (:mod:`warnpub.lastkm.contact_sim`, polling the gateway
+simulator's accepted messages and replying through its inbound callback): they acknowledge
+by reply code ``--ack-delay-s`` after the message, and visit the people on their visit lists
+(the ``relay`` channel) — ``--visit-delay-s`` to the first person, ``--visit-per-person-s`` to
+each further one — reporting each person told as they go ("4821 2"; ``--report-per-list``:
+one "4821 1 2 …" reply per list). Both runs use the same simulator settings and the same
+delays.
+
+Each figure is the time from approval (the warning's ``decided_at``) until 99 % of a group of
+people were reached — delivered (the gateway's receipt, or the voice call answered),
+acknowledged, or told in person (their visit reported by the simulated contact: the relay
+delivery is then delivered and acknowledged) — nearest rank over the group. The groups are
+everyone targeted and the special-needs people among them, with or without a phone; the
+special-needs people with a phone (the figures before visits were counted) and those without
+one are also given apart.
+Prints the figures as one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from common import CITY, add_weather_bureau, generate
+from sqlalchemy import func, select
+
+from warnpub.api.app import create_app
+from warnpub.audiences.tables import Person
+from warnpub.auth import operators
+from warnpub.channels.registry import build_channels
+from warnpub.config import Settings, load_settings
+from warnpub.dispatch.dispatcher import Dispatcher
+from warnpub.drills.audience import DrillAudience
+from warnpub.drills.run import approve_drill, submit_drill, wait_for_end
+from warnpub.gatewaysim.app import create_sim_app
+from warnpub.lastkm.contact_sim import ContactSim, ContactSimOptions
+from warnpub.lastkm.tables import VisitTask
+from warnpub.storage.engine import Database
+from warnpub.storage.tables import Delivery, WarningRecord
+
+SECRET = "bench-callback-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def nearest_rank(values: list[float], p: float, of: int) -> float | None:
+    """The ⌈p·of⌉-th smallest of ``values`` (the reached ones of ``of`` people); None when
+    fewer than that were reached."""
+    need = max(1, math.ceil(p / 100 * of))
+    if len(values) < need:
+        return None
+    return sorted(values)[need - 1]
+
+
+async def one_drill(
+    db_path: Path, order: str, sms_rate: float, voice_rate: float, walk: argparse.Namespace
+) -> dict[str, Any]:
+    url = f"sqlite+aiosqlite:///{db_path}"
+    settings: Settings = load_settings(
+        environ={"WARNPUB_DATABASE_URL": url, "WARNPUB_LOGGING_LEVEL": "WARNING"}
+    )
+    settings.dispatch.priority_order = order  # type: ignore[assignment]
+    db = Database(url)
+    async with db.session() as s:
+        await add_weather_bureau(s, settings)
+        await operators.add_operator(
+            s, username="duty1", display_name="duty1", role="operator", password="x" * 12, actor="bench"
+        )
+    sim_app = create_sim_app({"secret": SECRET, "receipt_delay_ms": 200})
+    sim = web.AppRunner(sim_app, access_log=None)
+    await sim.setup()
+    await web.TCPSite(sim, "127.0.0.1", 0).start()
+    sim_url = f"http://127.0.0.1:{sim.addresses[0][1]}"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings.channels = {
+        "sms": [
+            {
+                "name": "sim",
+                "adapter": "http_json",
+                "url": f"{sim_url}/sms",
+                "batch_url": f"{sim_url}/sms/batch",
+                "rate_per_s": sms_rate,
+                "concurrency": 8,
+                "callback_secret": SECRET,
+                "timeout_s": 10,
+            }
+        ],
+        "voice": [
+            {
+                "name": "voice",
+                "adapter": "http_voice",
+                "url": f"{sim_url}/voice/calls",
+                "callback_url": f"{base}/api/v1/callbacks/voice/voice/outcomes",
+                "callback_secret": SECRET,
+                "rate_per_s": voice_rate,
+                "retry_interval_s": 5,
+            }
+        ],
+        "relay": [{"name": "visits", "adapter": "visit", "receipt_timeout_s": 3600}],
+    }
+    dispatcher = Dispatcher(db, settings, build_channels(settings))
+    server = TestServer(
+        create_app(settings, db, run_timers=False, dispatcher=dispatcher), host="127.0.0.1", port=port
+    )
+    await server.start_server()
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        callbacks = f"{base}/api/v1/callbacks/sms/sim"
+        knobs = {"callback_url": f"{callbacks}/receipts", "inbound_url": f"{callbacks}/inbound"}
+        async with http.post(f"{sim_url}/control", json=knobs) as r:
+            assert r.status == 200, await r.text()
+    contacts = ContactSim(
+        ContactSimOptions(
+            sim_url,
+            phones=await _asked_phones(db, settings),
+            delay_s=walk.ack_delay_s,
+            visit_delay_s=walk.visit_delay_s,
+            visit_per_person_s=walk.visit_per_person_s,
+            report_each=not walk.report_per_list,
+            poll_s=0.5,
+        )
+    )
+    await contacts.start()
+    try:
+        drill = await submit_drill(db, settings, area=CITY, audience=DrillAudience("area"))
+        started = time.monotonic()
+        await approve_drill(db, settings, drill, ["duty1"], base=base)
+        people = await _count(db)
+        state = await wait_for_end(db, drill, wait_s=people / sms_rate * 2 + 600, poll_s=1)
+        wall = time.monotonic() - started
+        figures = await _figures(db, drill.warning_id)
+    finally:
+        await contacts.stop()
+        await server.close()  # stops the dispatcher with the app
+        await sim.cleanup()
+        await db.dispose()
+    c = contacts.stats
+    simulated = {
+        "contact_acks": c.acks_sent,
+        "visit_lists": c.visit_lists,
+        "visits_reported": c.visits_reported,
+        "replies_failed": c.replies_failed,
+    }
+    return {**figures, **simulated, "state": state, "wall_s": round(wall, 1)}
+
+
+async def _asked_phones(db: Database, settings: Settings) -> set[str]:
+    """The numbers of the people asked to acknowledge (village contacts, duty officers)."""
+    roles = settings.audiences.ack_required.roles
+    async with db.reader() as s:
+        rows = await s.execute(
+            select(Person.phone).where(Person.role.in_(roles), Person.phone.is_not(None))
+        )
+        return {str(p) for p in rows.scalars()}
+
+
+async def _count(db: Database) -> int:
+    async with db.reader() as s:
+        return int((await s.execute(select(func.count()).select_from(Person))).scalar_one())
+
+
+async def _figures(db: Database, warning_id: str) -> dict[str, Any]:
+    async with db.reader() as s:
+        approved = (
+            await s.execute(select(WarningRecord.decided_at).where(WarningRecord.id == warning_id))
+        ).scalar_one()
+        reached: dict[int, float] = {}
+        targeted: set[int] = set()
+        rows = await s.execute(
+            select(Delivery.target_id, Delivery.state, Delivery.final_at, Delivery.acknowledged_at)
+            .where(Delivery.warning_id == warning_id, Delivery.target_kind == "person")
+        )
+        for pid, state, final_at, ack_at in rows.all():
+            targeted.add(pid)
+            times = [t for t in ((final_at if state == "delivered" else None), ack_at) if t]
+            if times:
+                at = (min(times) - approved).total_seconds()
+                reached[pid] = min(at, reached.get(pid, at))
+        people = await s.execute(select(Person.id, Person.needs, Person.phone.is_not(None)))
+        special: list[int] = []
+        special_phone: list[int] = []
+        special_no_phone: list[int] = []
+        for pid, needs, phone in people.all():
+            if pid not in targeted or not needs:
+                continue
+            special.append(pid)
+            (special_phone if phone else special_no_phone).append(pid)
+        tasks = dict(
+            (
+                await s.execute(
+                    select(VisitTask.state, func.count())
+                    .where(VisitTask.warning_id == warning_id)
+                    .group_by(VisitTask.state)
+                )
+            ).all()
+        )
+
+    def times(group: list[int]) -> list[float]:
+        return [reached[p] for p in group if p in reached]
+
+    sn, sn_phone, sn_none = times(special), times(special_phone), times(special_no_phone)
+    everyone = list(reached.values())
+    return {
+        "targeted_people": len(targeted),
+        "reached_people": len(everyone),
+        "special_needs_targeted": len(special),
+        "special_needs_reached": len(sn),
+        "special_needs_with_phone": len(special_phone),
+        "special_needs_without_phone": len(special_no_phone),
+        "special_needs_without_phone_reached": len(sn_none),
+        "visit_tasks": sum(tasks.values()),
+        "visits_done": int(tasks.get("done", 0)),
+        "special_needs_p50_s": _round(nearest_rank(sn, 50, len(special))),
+        "special_needs_p99_s": _round(nearest_rank(sn, 99, len(special))),
+        "special_needs_with_phone_p99_s": _round(nearest_rank(sn_phone, 99, len(special_phone))),
+        "special_needs_without_phone_p99_s": _round(
+            nearest_rank(sn_none, 99, len(special_no_phone))
+        ),
+        "general_p99_s": _round(nearest_rank(everyone, 99, len(targeted))),
+    }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--sms-rate", type=float, default=1000, help="the SMS gateway's messages/s")
+    parser.add_argument("--voice-rate", type=float, default=100, help="voice calls started per s")
+    parser.add_argument(
+        "--ack-delay-s", type=float, default=5, help="simulated contacts acknowledge after this"
+    )
+    parser.add_argument(
+        "--visit-delay-s", type=float, default=20, help="the walk to the first person on a visit list"
+    )
+    parser.add_argument(
+        "--visit-per-person-s", type=float, default=5, help="the walk to each further person"
+    )
+    parser.add_argument(
+        "--report-per-list",
+        action="store_true",
+        help="contacts report a whole visit list in one reply (default: each person as told)",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--db", type=Path, help="a generated SQLite file to copy (kept; made if missing)"
+    )
+    args = parser.parse_args()
+    load = round(os.getloadavg()[0], 2)
+    runs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.db if args.db is not None else Path(tmp) / "population.db"
+        gen_s = 0.0
+        if not source.exists():
+            gen_s = generate(source, args.people, args.seed)
+        for order in ("tiers", "fifo"):
+            work = Path(tmp) / f"drill-{order}.db"
+            shutil.copyfile(source, work)
+            runs[order] = asyncio.run(
+                one_drill(work, order, args.sms_rate, args.voice_rate, args)
+            )
+            print(json.dumps({"priority_order": order, **runs[order]}), flush=True)
+    tiers, fifo = runs["tiers"], runs["fifo"]
+
+    def ratio(key: str) -> float | None:
+        ours, theirs = tiers[key], fifo[key]
+        return round(theirs / ours, 1) if ours and theirs else None
+
+    r = ratio("special_needs_p99_s")
+    print(
+        json.dumps(
+            {
+                "people": args.people,
+                "special_needs_p99_s": tiers["special_needs_p99_s"],
+                "general_p99_s": tiers["general_p99_s"],
+                "fifo_special_needs_p99_s": fifo["special_needs_p99_s"],
+                "fifo_general_p99_s": fifo["general_p99_s"],
+                "ratio": r,
+                "ok": r is not None and r >= 5,
+                "special_needs_with_phone_p99_s": tiers["special_needs_with_phone_p99_s"],
+                "fifo_special_needs_with_phone_p99_s": fifo["special_needs_with_phone_p99_s"],
+                "ratio_with_phone": ratio("special_needs_with_phone_p99_s"),
+                "special_needs_without_phone_p99_s": tiers["special_needs_without_phone_p99_s"],
+                "fifo_special_needs_without_phone_p99_s": fifo["special_needs_without_phone_p99_s"],
+                "sms_rate": args.sms_rate,
+                "ack_delay_s": args.ack_delay_s,
+                "visit_delay_s": args.visit_delay_s,
+                "visit_per_person_s": args.visit_per_person_s,
+                "report_each": not args.report_per_list,
+                "special_needs_targeted": tiers["special_needs_targeted"],
+                "special_needs_reached": [tiers["special_needs_reached"], fifo["special_needs_reached"]],
+                "special_needs_with_phone": tiers["special_needs_with_phone"],
+                "special_needs_without_phone": tiers["special_needs_without_phone"],
+                "targeted_people": tiers["targeted_people"],
+                "reached_people": [tiers["reached_people"], fifo["reached_people"]],
+                "visits_done": [tiers["visits_done"], fifo["visits_done"]],
+                "visit_tasks": [tiers["visit_tasks"], fifo["visit_tasks"]],
+                "contact_acks": [tiers["contact_acks"], fifo["contact_acks"]],
+                "special_needs_p50_s": tiers["special_needs_p50_s"],
+                "fifo_special_needs_p50_s": fifo["special_needs_p50_s"],
+                "states": [tiers["state"], fifo["state"]],
+                "wall_s": [tiers["wall_s"], fifo["wall_s"]],
+                "load_avg_1m": load,
+                "generate_s": round(gen_s, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

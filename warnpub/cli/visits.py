@@ -1,0 +1,41 @@
+"""``warnpub visits WARNING_ID``: a warning's visit tasks per village (docs/last-kilometre.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from warnpub.cli.common import database, run
+from warnpub.config import Settings
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "visits",
+        help="the visit tasks of a warning, per village (door-to-door by village contacts)",
+        description=(
+            "Special-needs people whose direct routes failed or who have only a visit route "
+            "become visit tasks for their village contact. Lists them per village with their "
+            "needs, their contact and whether the contact reported them told (how and when)."
+        ),
+    )
+    p.add_argument("warning_id", metavar="WARNING_ID", help="the warning's id")
+    p.add_argument("--json", action="store_true", help="print JSON (as the API serves it)")
+    p.set_defaults(handler=visits_command)
+
+
+def visits_command(args: argparse.Namespace, settings: Settings) -> int:
+    from warnpub.lastkm.visit_list import render_text, visits_by_village
+
+    async def body() -> int:
+        async with database(settings) as db, db.reader() as session:
+            listing = await visits_by_village(session, args.warning_id)
+        if args.json:
+            print(json.dumps(listing, ensure_ascii=False, indent=2))
+        else:
+            sys.stdout.write(render_text(listing))
+        return 0
+
+    return run(body)
