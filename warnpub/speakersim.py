@@ -234,6 +234,8 @@ class SpeakerSim:
                 identifier=f"warnpub-speaker-sim-{uuid.uuid4().hex[:12]}",
                 timeout=o.connect_timeout_s,
             )
+            # A town's groups answer at once: hundreds of acknowledgements in flight is normal.
+            client.pending_calls_threshold = 1000
             try:
                 async with client:
                     await client.subscribe(

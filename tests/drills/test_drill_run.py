@@ -97,8 +97,12 @@ def test_the_demo_ends_with_a_drill_report(cli, tmp_path):
     done = cli("demo", "--no-serve", "--port", "0", "--people", "2000", "--database", str(tmp_path / "d.db"))
     assert done.returncode == 0, done.stderr
     guide, _, drill = done.stdout.partition("=== A drill (应急演练) on one town")
-    # What tests/test_cli.py checks of the guide still holds before the drill.
-    assert guide.count("pending") == 3 and "red warning is completed" in guide
+    # The guide: where to look, the keys and operators, three warnings waiting for review and
+    # the green-channel one sent through the built-in gateway simulator.
+    assert "/api/v1/openapi.json" in guide and "GREEN CHANNEL" in guide
+    assert guide.count("pending") == 3 and "wpk_" in guide and "duty1" in guide
+    assert "red warning is completed" in guide
+    assert '{channel="sms",state="delivered"}' in guide
     assert "state    : completed" in drill and "DRILL 演练" in drill
     assert "Not reached" in drill and "Coverage" in drill
     assert (tmp_path / "d-drill" / "report.html").exists()

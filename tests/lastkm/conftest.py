@@ -139,7 +139,7 @@ async def village(settings: Settings, db: Database) -> AsyncIterator[Village]:
         "relay": [{"name": "visits", "adapter": "visit"}],
     }
     settings.dispatch.receipt_timeout_s = 30
-    ladder = LadderConfig(wait_s=1.0, steps=["resend", "duty_officer", "console"], repeat=1)
+    ladder = LadderConfig(wait_s=0.5, steps=["resend", "duty_officer", "console"], repeat=1)
     settings.escalation.ladders = {level: ladder for level in ("red", "orange", "yellow", "blue")}  # type: ignore[misc]
     dispatcher = Dispatcher(db, settings, build_channels(settings))
     runner = TimerRunner(db, HANDLERS, tick_s=1, lease_s=30)

@@ -45,7 +45,7 @@ level = "WARNING"
 auditor_every_s = 1
 
 [escalation.ladders.yellow]
-wait_s = 1.5
+wait_s = 1.0
 steps = ["resend", "duty_officer", "console"]
 repeat = {REPEAT}
 

@@ -51,7 +51,7 @@ async def test_cancel_stops_escalations_and_closes_visit_lists(village: Village)
     assert r.status == 200, await r.text()
     taken = {pid: s.taken for pid, s in (await _ladders(v, warning_id)).items()}
     officer_before = len(v.texts_to("officer"))
-    for _ in range(30):  # 3 s of ticks: at wait_s = 1 s the ladder would have moved twice
+    for _ in range(15):  # 1.5 s of ticks: at wait_s = 0.5 s the ladder would have moved twice
         await v.dispatcher.sweep()
         await v.runner.tick()
         await asyncio.sleep(0.1)
@@ -75,7 +75,7 @@ async def test_the_ladder_is_frozen_at_release(village: Village):
     v = village
     warning_id = await v.submit_and_approve()
     frozen = (await _plan(v, warning_id)).ladder
-    assert frozen["steps"] == ["resend", "duty_officer", "console"] and frozen["wait_s"] == 1.0
+    assert frozen["steps"] == ["resend", "duty_officer", "console"] and frozen["wait_s"] == 0.5
     # An edit after release changes nothing in flight.
     v.settings.escalation.ladders = {"yellow": LadderConfig(wait_s=600, steps=["console"])}  # type: ignore[misc]
 

@@ -457,11 +457,12 @@ async def point_simulator_at(sim_url: str, base: str) -> None:
 
 
 # The simulated village contacts: a reply code a second after the message, a visit report
-# after a three-second "walk" to the first person and half a second per further person.
+# after a one-second "walk" to the first person and a tenth of a second per further person
+# (a demo's seconds stand for a real village's minutes).
 CONTACT_DELAY_S = 1.0
-VISIT_DELAY_S = 3.0
-VISIT_PER_PERSON_S = 0.5
-DEMO_LADDER_WAIT_S = 5.0
+VISIT_DELAY_S = 1.0
+VISIT_PER_PERSON_S = 0.1
+DEMO_LADDER_WAIT_S = 2.0
 
 
 async def start_contacts(sim_url: str, silent: set[str] | None = None) -> ContactSim:

@@ -93,6 +93,10 @@ class Dispatcher:
                         metrics=self.metrics,
                     )
                 )
+        for w in self.workers:
+            # A partner's rows are its own: no other instance can take them over.
+            if w.pin is None:
+                w.siblings = [o for o in self.workers if o.kind == w.kind and o is not w]
         self._stopping = asyncio.Event()
         self._plan_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -93,6 +93,8 @@ class ChannelWorker:
         self.kind, self.name = channel.kind, channel.name
         self.owner = f"{owner}/{channel.kind}/{channel.name}"
         self.share = share
+        # The other instances of the same channel kind (set by the dispatcher).
+        self.siblings: list[ChannelWorker] = []
         self.rate = RateWindow(channel.limits.rate_per_s)
         self.breaker = CircuitBreaker(d.breaker_failures, d.breaker_open_s)
         self.health = Health(d.demote_error_rate)
@@ -465,7 +467,11 @@ class ChannelWorker:
             return True
         now = time.monotonic()
         if now >= self._demoted_until:
-            self._demoted = self.health.demoted
+            # Demotion moves work to the other instances of the kind; an instance that has
+            # none able to take it (the only SMS gateway, slow receipts and all) keeps sending.
+            self._demoted = self.health.demoted and any(
+                not s.health.demoted and not s.breaker.is_open for s in self.siblings
+            )
             self._demoted_until = now + DEMOTED_FOR_S
         return self._demoted
 

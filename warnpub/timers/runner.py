@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -20,12 +21,18 @@ class _SkippedTicks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("warnpub-timers" in message or "TimerRunner.tick" in message) or (
-            "maximum number of running instances" not in message
+        if not ("warnpub-timers" in message or "TimerRunner.tick" in message):
+            return True
+        # A tick cancelled because the process is stopping is not an error either (its claimed
+        # timers' leases run out and another tick takes them).
+        cancelled = record.exc_info is not None and isinstance(
+            record.exc_info[1], asyncio.CancelledError
         )
+        return "maximum number of running instances" not in message and not cancelled
 
 
 logging.getLogger("apscheduler.scheduler").addFilter(_SkippedTicks())
+logging.getLogger("apscheduler.executors.default").addFilter(_SkippedTicks())
 
 
 class TimerRunner:
