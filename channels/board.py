@@ -45,6 +45,7 @@ from warnpub.audiences.tables import Device
 from warnpub.boards.tables import BoardWarning
 from warnpub.channels.base import Limits, Message, Result, Status
 from warnpub.channels.instance_config import validate_instance
+from warnpub.channels.own_database import OwnDatabase
 from warnpub.clock import utcnow
 from warnpub.config import load_settings
 from warnpub.storage.engine import Database
@@ -84,7 +85,7 @@ def reference_of(address: str, warning_id: str) -> str:
     return f"{address}/{warning_id}"[-120:]
 
 
-class NoticeBoard:
+class NoticeBoard(OwnDatabase):
     """Digital and paper notice boards as a :class:`~warnpub.channels.base.Channel`."""
 
     kind: ClassVar[str] = "board"
@@ -101,25 +102,12 @@ class NoticeBoard:
             receipt_timeout_s=cfg.receipt_timeout_s,
         )
         self.weight = cfg.weight
-        self._db: Database | None = None
-        self._own_db = False
 
     def __repr__(self) -> str:
         return f"NoticeBoard(name={self.name!r})"
 
-    def bind_database(self, db: Database) -> None:
-        """Use the dispatcher's database instead of opening one."""
-        self._db, self._own_db = db, False
-
     async def start(self) -> None:
-        if self._db is None:
-            self._db = self._open()
-            self._own_db = True
-
-    async def close(self) -> None:
-        if self._db is not None and self._own_db:
-            await self._db.dispose()
-            self._db = None
+        self._ensure_database(self._open)
 
     def _open(self) -> Database:
         cfg = self.config

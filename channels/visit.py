@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warnpub.audiences.tables import Person
 from warnpub.channels.base import Limits, Message, Result, Status
 from warnpub.channels.instance_config import validate_instance
+from warnpub.channels.own_database import OwnDatabase
 from warnpub.config import Settings, load_settings
 from warnpub.lastkm import links, notices, texts
 from warnpub.lastkm.tables import AckPlan, VisitTask
@@ -67,7 +68,7 @@ def parse_config(config: Mapping[str, Any]) -> VisitConfig:
     return validate_instance(VisitConfig, config, "visit", "docs/last-kilometre.md")
 
 
-class VisitRelay:
+class VisitRelay(OwnDatabase):
     """Village contacts' visits as a :class:`~warnpub.channels.base.Channel`."""
 
     kind: ClassVar[str] = "relay"
@@ -84,15 +85,10 @@ class VisitRelay:
             receipt_timeout_s=cfg.receipt_timeout_s,
         )
         self.weight = cfg.weight
-        self._db: Database | None = None
-        self._own_db = False
         self._settings: Settings | None = None
 
     def __repr__(self) -> str:
         return f"VisitRelay(name={self.name!r})"
-
-    def bind_database(self, db: Database) -> None:
-        self._db, self._own_db = db, False
 
     def bind_settings(self, settings: Settings) -> None:
         self._settings = settings
@@ -100,15 +96,8 @@ class VisitRelay:
     async def start(self) -> None:
         if self._settings is None:
             self._settings = load_settings()
-        if self._db is None:
-            s = self._settings
-            self._db = Database(s.database.url, schema=s.database.schema_name)
-            self._own_db = True
-
-    async def close(self) -> None:
-        if self._db is not None and self._own_db:
-            await self._db.dispose()
-            self._db = None
+        s = self._settings
+        self._ensure_database(lambda: Database(s.database.url, schema=s.database.schema_name))
 
     async def send(self, messages: Sequence[Message]) -> list[Result]:
         if not messages:

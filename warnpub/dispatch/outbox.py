@@ -299,6 +299,20 @@ _IDS = len(SHAPE_COLUMNS)  # where a group's ids follow its shape
 _GROUPED_SQL: dict[tuple[str, str], tuple[str, list[int], list[tuple[int, Any]]]] = {}
 
 
+class UnsupportedDriver(RuntimeError):
+    """The database driver binds parameters by name; the outbox's precompiled statements
+    need one that binds by position (aiosqlite and asyncpg, the two warnpub supports, do)."""
+
+
+def require_positional(dialect: Any, compiled: Any) -> None:
+    """Refuse a driver whose parameters are not positional, saying which drivers work."""
+    if not dialect.positional or compiled.positiontup is None:
+        raise UnsupportedDriver(
+            f"{dialect.name}+{dialect.driver} binds parameters by name; warnpub's outbox needs "
+            "a positional driver: use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+
+
 def _grouped_insert_sql(dialect: Any) -> tuple[str, list[int], list[tuple[int, Any]]]:
     """The grouped insert compiled for ``dialect``: its text, where each of its parameters
     comes from in ``shape + (ids,)``, and the converters of the parameters that have one."""
@@ -308,8 +322,7 @@ def _grouped_insert_sql(dialect: Any) -> tuple[str, list[int], list[tuple[int, A
         return found
     name = "postgresql" if dialect.name == "postgresql" else "sqlite"
     compiled = _grouped_insert(name).compile(dialect=dialect)
-    if not dialect.positional or compiled.positiontup is None:
-        raise NotImplementedError(f"{dialect.name}: a positional DBAPI paramstyle is expected")
+    require_positional(dialect, compiled)
     where = {c: i for i, c in enumerate(SHAPE_COLUMNS)} | {"ids": _IDS}
     order = [where[p] for p in compiled.positiontup]
     processors: list[tuple[int, Any]] = []
@@ -540,8 +553,7 @@ def _claim_statement(
         .returning(*(TABLE.c[f] for f in Claimed._fields))
     )
     compiled = stmt.compile(dialect=dialect)
-    if not dialect.positional or compiled.positiontup is None:
-        raise NotImplementedError(f"{dialect.name}: a positional DBAPI paramstyle is expected")
+    require_positional(dialect, compiled)
     order = list(compiled.positiontup)
     processors: dict[str, Any] = {}
     for name, column_type in (
@@ -735,8 +747,7 @@ def _sending_update(
         .values({k: bindparam(f"v_{k}") for k in keys})
     )
     compiled = stmt.compile(dialect=dialect)
-    if not dialect.positional or compiled.positiontup is None:
-        raise NotImplementedError(f"{dialect.name}: a positional DBAPI paramstyle is expected")
+    require_positional(dialect, compiled)
     order = list(compiled.positiontup)
     processors: dict[str, Any] = {}
     for name in order:
