@@ -4,7 +4,9 @@ settings pointing at it, and an HTTP client for the real aiohttp application on 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import sys
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +25,39 @@ PG_URL = os.environ.get("WARNPUB_TEST_PG_URL", "postgresql+asyncpg://postgres@12
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Copies of ../shared/data kept in the repository (sources and licences in tests/data/README.md).
 SHARED_DATA = Path(__file__).resolve().parent / "data"
+
+
+# An async test (with its fixtures) still running after this many seconds is a hang: the
+# watchdog prints every task's stack and cancels the test, so the suite goes on and the report
+# shows the await that never returned.
+HANG_S = float(os.environ.get("WARNPUB_TEST_HANG_S", "240"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            item.fixturenames.insert(0, "_hang_watchdog")  # type: ignore[attr-defined]
+
+
+def _dump_and_cancel(name: str) -> None:
+    tasks = [t for t in asyncio.all_tasks() if not t.done()]
+    print(f"\n=== {name}: still running after {HANG_S:g} s; {len(tasks)} tasks ===", file=sys.stderr)
+    for task in tasks:
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        task.print_stack(limit=30, file=sys.stderr)
+    for task in tasks:
+        task.cancel(f"hang watchdog: {name} ran longer than {HANG_S:g} s")
+
+
+@pytest.fixture
+async def _hang_watchdog(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    handle = loop.call_later(HANG_S, _dump_and_cancel, request.node.nodeid)
+    try:
+        yield
+    finally:
+        handle.cancel()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
