@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import sys
 import shutil
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -42,7 +42,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _dump_and_cancel(name: str) -> None:
     tasks = [t for t in asyncio.all_tasks() if not t.done()]
-    print(f"\n=== {name}: still running after {HANG_S:g} s; {len(tasks)} tasks ===", file=sys.stderr)
+    print(
+        f"\n=== {name}: still running after {HANG_S:g} s; {len(tasks)} tasks ===", file=sys.stderr
+    )
     for task in tasks:
         print(f"--- {task.get_name()}", file=sys.stderr)
         task.print_stack(limit=30, file=sys.stderr)
