@@ -63,6 +63,8 @@ class Person(SQLModel, table=True):
             sqlite_where=text(CONTACTS_WHERE),
             postgresql_where=text(CONTACTS_WHERE),
         ),
+        # An inbound SMS (a reply code, a visit report) is matched to people by its sender.
+        Index("ix_people_phone", "phone"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

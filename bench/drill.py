@@ -3,22 +3,27 @@
     python bench/drill.py --people 100000 --sms-rate 1000
 
 Generates a population with `warnpub demo-data` in a separate process, then runs the same drill
-twice, each time on a fresh copy of that database, in this process: the application with its
-Dispatcher (planner, SMS and voice workers, sweeper) on SQLite, the real gateway simulator
-(``create_sim_app``: SMS with delivery receipts, voice calls answered with "press 1") on
-127.0.0.1, every message and receipt over HTTP. The drill is an Exercise warning for the whole
-city (audience ``area``), submitted as agency QX and approved by one operator, through
+twice, each time on a fresh copy of that database: the application with its Dispatcher
+(planner, SMS, voice and visit workers, sweeper) on SQLite in this process, and its peers in
+another (bench/drill_peers.py): the real gateway simulator (``create_sim_app``: SMS with
+delivery receipts, voice calls answered with "press 1") on 127.0.0.1 and the simulated
+village contacts — other systems and other people, whose work is not charged to the engine.
+Every message, receipt and reply goes over HTTP. The drill is an Exercise warning for the
+whole city (audience ``area``), submitted as agency QX and approved by one operator, through
 :mod:`warnpub.drills.run` — the path of ``warnpub drill run``. Once with ``[dispatch]
-priority_order = "tiers"`` (the priority policy: special needs first), once with ``"fifo"``
-(every target the same priority, in the order people are read).
+priority_order = "tiers"`` (the priority policy: special needs first, visit lists ahead of
+the warning), once with ``"fifo"`` (first come, first served: every target the same
+priority, in the order people are read, and a visit list behind what was queued before it).
 
-The village contacts are simulated too (:mod:`warnpub.lastkm.contact_sim`, polling the gateway
-simulator's accepted messages and replying through its inbound callback): they acknowledge
-by reply code ``--ack-delay-s`` after the message, and visit the people on their visit lists
-(the ``relay`` channel) — ``--visit-delay-s`` to the first person, ``--visit-per-person-s`` to
-each further one — reporting each person told as they go ("4821 2"; ``--report-per-list``:
-one "4821 1 2 …" reply per list). Both runs use the same simulator settings and the same
-delays.
+The village contacts (:mod:`warnpub.lastkm.contact_sim`, polling the gateway simulator's
+accepted messages and replying through its inbound callback) acknowledge by reply code
+``--ack-delay-s`` after the message, and visit the people on their visit lists (the
+``relay`` channel) — ``--visit-delay-s`` to the first person, ``--visit-per-person-s`` to
+each further one — then report the list in one reply ("4821 1 2 …"; ``--report each``:
+each person as told, "4821 2"). The defaults are prompt contacts (1 s, 2 s, 0.2 s): walking
+takes the same minutes under both policies, so it is left out of the comparison by default;
+``--visit-delay-s 20 --visit-per-person-s 5`` puts it back. Both runs use the same
+simulators and the same delays.
 
 Each figure is the time from approval (the warning's ``decided_at``) until 99 % of a group of
 people were reached — delivered (the gateway's receipt, or the voice call answered),
@@ -39,12 +44,12 @@ import math
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from common import CITY, add_weather_bureau, generate
 from sqlalchemy import func, select
@@ -57,8 +62,6 @@ from warnpub.config import Settings, load_settings
 from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.drills.audience import DrillAudience
 from warnpub.drills.run import approve_drill, submit_drill, wait_for_end
-from warnpub.gatewaysim.app import create_sim_app
-from warnpub.lastkm.contact_sim import ContactSim, ContactSimOptions
 from warnpub.lastkm.tables import VisitTask
 from warnpub.storage.engine import Database
 from warnpub.storage.tables import Delivery, WarningRecord
@@ -95,11 +98,18 @@ async def one_drill(
         await operators.add_operator(
             s, username="duty1", display_name="duty1", role="operator", password="x" * 12, actor="bench"
         )
-    sim_app = create_sim_app({"secret": SECRET, "receipt_delay_ms": 200})
-    sim = web.AppRunner(sim_app, access_log=None)
-    await sim.setup()
-    await web.TCPSite(sim, "127.0.0.1", 0).start()
-    sim_url = f"http://127.0.0.1:{sim.addresses[0][1]}"
+    peers = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("drill_peers.py")),
+        "--secret",
+        SECRET,
+        "--receipt-delay-ms",
+        "200",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert peers.stdin is not None and peers.stdout is not None
+    sim_url = json.loads(await peers.stdout.readline())["sim_url"]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     settings.channels = {
@@ -133,25 +143,20 @@ async def one_drill(
         create_app(settings, db, run_timers=False, dispatcher=dispatcher), host="127.0.0.1", port=port
     )
     await server.start_server()
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        callbacks = f"{base}/api/v1/callbacks/sms/sim"
-        knobs = {"callback_url": f"{callbacks}/receipts", "inbound_url": f"{callbacks}/inbound"}
-        async with http.post(f"{sim_url}/control", json=knobs) as r:
-            assert r.status == 200, await r.text()
-    contacts = ContactSim(
-        ContactSimOptions(
-            sim_url,
-            phones=await _asked_phones(db, settings),
-            delay_s=walk.ack_delay_s,
-            visit_delay_s=walk.visit_delay_s,
-            visit_per_person_s=walk.visit_per_person_s,
-            report_each=not walk.report_per_list,
-            poll_s=0.5,
-        )
-    )
-    await contacts.start()
+    callbacks = f"{base}/api/v1/callbacks/sms/sim"
+    contact_options = {
+        "control": {"callback_url": f"{callbacks}/receipts", "inbound_url": f"{callbacks}/inbound"},
+        "phones": sorted(await _asked_phones(db, settings)),
+        "delay_s": walk.ack_delay_s,
+        "visit_delay_s": walk.visit_delay_s,
+        "visit_per_person_s": walk.visit_per_person_s,
+        "report_each": walk.report == "each",
+        "concurrency": walk.contact_concurrency,
+        "poll_s": 0.5,
+    }
+    peers.stdin.write((json.dumps(contact_options) + "\n").encode())
+    await peers.stdin.drain()
+    assert json.loads(await peers.stdout.readline()) == {"contacts": "started"}
     try:
         drill = await submit_drill(db, settings, area=CITY, audience=DrillAudience("area"))
         started = time.monotonic()
@@ -161,16 +166,16 @@ async def one_drill(
         wall = time.monotonic() - started
         figures = await _figures(db, drill.warning_id)
     finally:
-        await contacts.stop()
+        peers.stdin.close()
+        c = json.loads(await peers.stdout.readline())["stats"]
+        await peers.wait()
         await server.close()  # stops the dispatcher with the app
-        await sim.cleanup()
         await db.dispose()
-    c = contacts.stats
     simulated = {
-        "contact_acks": c.acks_sent,
-        "visit_lists": c.visit_lists,
-        "visits_reported": c.visits_reported,
-        "replies_failed": c.replies_failed,
+        "contact_acks": c["acks_sent"],
+        "visit_lists": c["visit_lists"],
+        "visits_reported": c["visits_reported"],
+        "replies_failed": c["replies_failed"],
     }
     return {**figures, **simulated, "state": state, "wall_s": round(wall, 1)}
 
@@ -262,23 +267,42 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--sms-rate", type=float, default=1000, help="the SMS gateway's messages/s")
     parser.add_argument("--voice-rate", type=float, default=100, help="voice calls started per s")
+    # Prompt contacts by default: the walk is the village's, not the engine's, and the same
+    # minutes under both policies (docs/performance.md gives figures with realistic walks).
     parser.add_argument(
-        "--ack-delay-s", type=float, default=5, help="simulated contacts acknowledge after this"
+        "--ack-delay-s", type=float, default=1, help="simulated contacts acknowledge after this"
     )
     parser.add_argument(
-        "--visit-delay-s", type=float, default=20, help="the walk to the first person on a visit list"
+        "--visit-delay-s", type=float, default=2, help="the walk to the first person on a visit list"
     )
     parser.add_argument(
-        "--visit-per-person-s", type=float, default=5, help="the walk to each further person"
+        "--visit-per-person-s", type=float, default=0.2, help="the walk to each further person"
+    )
+    parser.add_argument(
+        "--report",
+        choices=("list", "each"),
+        default="list",
+        help="contacts report a whole visit list in one reply (default), or each person as told",
     )
     parser.add_argument(
         "--report-per-list",
-        action="store_true",
-        help="contacts report a whole visit list in one reply (default: each person as told)",
+        dest="report",
+        action="store_const",
+        const="list",
+        help="the same as --report list (kept for the commands in docs/performance.md)",
+    )
+    parser.add_argument(
+        "--contact-concurrency",
+        type=int,
+        default=64,
+        help="replies the simulated contacts have in flight at once (each contact is a person)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--db", type=Path, help="a generated SQLite file to copy (kept; made if missing)"
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="copy each run's database into this folder (for a closer look)"
     )
     args = parser.parse_args()
     load = round(os.getloadavg()[0], 2)
@@ -295,6 +319,9 @@ def main() -> None:
                 one_drill(work, order, args.sms_rate, args.voice_rate, args)
             )
             print(json.dumps({"priority_order": order, **runs[order]}), flush=True)
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(work, args.keep / work.name)
     tiers, fifo = runs["tiers"], runs["fifo"]
 
     def ratio(key: str) -> float | None:
@@ -321,7 +348,8 @@ def main() -> None:
                 "ack_delay_s": args.ack_delay_s,
                 "visit_delay_s": args.visit_delay_s,
                 "visit_per_person_s": args.visit_per_person_s,
-                "report_each": not args.report_per_list,
+                "report_each": args.report == "each",
+                "contact_concurrency": args.contact_concurrency,
                 "special_needs_targeted": tiers["special_needs_targeted"],
                 "special_needs_reached": [tiers["special_needs_reached"], fifo["special_needs_reached"]],
                 "special_needs_with_phone": tiers["special_needs_with_phone"],

@@ -194,8 +194,19 @@ class VisitRelay(OwnDatabase):
                 task = existing[(d.warning_id, d.target_id)]
                 out[m.delivery_id] = Result(m.delivery_id, Status.SENT, provider_ref=f"visit/{task.id}")
         for (warning_id, contact_id), tasks in new.items():
-            await self._send_list(session, warning_id, contacts[contact_id], tasks, people)
+            priority = self._list_priority([rows[t.delivery_id] for t in tasks])
+            await self._send_list(session, warning_id, contacts[contact_id], tasks, people, priority)
         return out
+
+    def _list_priority(self, deliveries: Sequence[Delivery]) -> int:
+        """A visit list leaves ahead of the warning (a notice's priority), except first come,
+        first served (``[dispatch] priority_order = "fifo"``), where nothing goes ahead: the
+        list takes the priority of the visits it carries and its turn behind what was queued
+        before it."""
+        assert self._settings is not None
+        if self._settings.dispatch.priority_order != "fifo":
+            return notices.NOTICE_PRIORITY
+        return min(d.priority for d in deliveries)
 
     @staticmethod
     def _problem(d: Delivery | None, person: Person | None, contact: Person | None) -> str:
@@ -216,6 +227,7 @@ class VisitRelay(OwnDatabase):
         contact: Person,
         tasks: list[VisitTask],
         people: Mapping[int | None, Person],
+        priority: int,
     ) -> None:
         assert self._settings is not None and contact.phone
         warning = await session.get(WarningRecord, warning_id)
@@ -233,6 +245,7 @@ class VisitRelay(OwnDatabase):
             area_code=contact.area_code,
             person_id=contact.id,
             language=language,
+            priority=priority,
         )
         url = links.url(self._settings.server.public_url, plan.link_key, delivery.id or 0)
         notice.text = texts.visit_list(warning, listed, plan.reply_code, url, language)[:2000]

@@ -15,11 +15,9 @@ from warnpub.callbacks.sms_receipts import ReceiptFormat, parse_inbound, parse_r
 from warnpub.callbacks.voice_calls import parse_call_outcomes
 from warnpub.channels.base import ChannelError
 from warnpub.channels.voice_http import HttpVoice
-from warnpub.clock import utcnow
 from warnpub.dispatch.receipts import RetrySchedule, apply_receipts
-from warnpub.lastkm.replies import handle_reply
+from warnpub.lastkm.inbox import ReplyInbox
 from warnpub.problems import Problem, not_found
-from warnpub.storage.tables import InboundMessage
 
 routes = RouteTable()
 SIGNED = (
@@ -124,17 +122,10 @@ async def sms_inbound(request: web.Request) -> web.Response:
     svc = services(request)
     gateway, body = await _verified_body(request)
     messages = parse_inbound(body, svc.settings.audiences.phone_region)
-    outcomes: list[str] = []
-    async with svc.db.session() as session:
-        for m in messages:
-            received = m.at or utcnow()
-            session.add(
-                InboundMessage(
-                    gateway=gateway["name"], sender=m.sender, text=m.text[:2000], received_at=received
-                )
-            )
-            # Stored and read in one transaction: a reply is never half-applied.
-            outcomes.append((await handle_reply(session, m.sender, m.text, received)).kind)
+    if svc.inbox is None:
+        svc.inbox = ReplyInbox(svc.db)
+    # Applied with the callbacks that came at the same time, in one transaction (lastkm.inbox).
+    outcomes = await svc.inbox.apply(gateway["name"], messages) if messages else []
     return web.json_response({"stored": len(messages), "outcomes": outcomes})
 
 

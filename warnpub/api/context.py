@@ -9,6 +9,7 @@ from aiohttp import web
 from warnpub.auth.callers import Caller, identify
 from warnpub.config import Settings
 from warnpub.dispatch.dispatcher import Dispatcher
+from warnpub.lastkm.inbox import ReplyInbox
 from warnpub.storage.engine import Database
 
 
@@ -17,6 +18,7 @@ class Services:
     settings: Settings
     db: Database
     dispatcher: Dispatcher | None = None
+    inbox: ReplyInbox | None = None  # made on the first inbound SMS (warnpub.lastkm.inbox)
 
     def released(self, warning_id: str) -> None:
         """A warning was approved, released by the green channel, or cancelled."""

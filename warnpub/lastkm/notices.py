@@ -3,7 +3,9 @@ duty officers and supervisors, reminders, answers to replies, visit lists for vi
 
 Each is a ``notices`` row (the text, the address) and a delivery with ``target_kind = "notice"``
 in the same transaction, so it leaves through the same channel workers (rate limits, retries,
-failover, receipts) as the warning, ahead of it (priority 0), and is never lost. A notice is
+failover, receipts) as the warning, ahead of it (priority 0), and is never lost. (A visit list
+under ``[dispatch] priority_order = "fifo"`` is the exception: it takes its turn behind what
+was queued before it, see :mod:`warnpub.channels.visit`.) A notice is
 sent whatever state its warning is in: a review-deadline alert is about a pending warning.
 """
 
@@ -42,6 +44,7 @@ async def send(
     person_id: int | None = None,
     subject: str = "",
     language: str = "zh-CN",
+    priority: int = NOTICE_PRIORITY,
 ) -> tuple[Notice, Delivery]:
     limit = SMS_MAX if channel == "sms" else 2000
     notice = Notice(
@@ -65,7 +68,7 @@ async def send(
         stage=0,
         route=channel,
         tier=0,
-        priority=NOTICE_PRIORITY,
+        priority=priority,
         area_code=(area_code or "")[:12],
         language=language,
         state="queued",
