@@ -6,9 +6,10 @@ a small write (the message, an acknowledgement, a visit report, an answer), but 
 every write transaction waits its turn for the one write lock and costs a sync to disk, so a
 transaction per callback took the lock from the dispatcher for most of a second at a time.
 Here every callback puts its messages in a queue and waits; one task takes what has queued
-up (at most ``max_messages`` messages) and applies it in one transaction, each callback's
-messages inside a savepoint of their own — a callback whose reply fails is rolled back alone
-and gets its error, the others are kept. A callback is answered only after the commit, so a
+up and applies it in one transaction — taking callbacks until ``budget_s`` (0.1 s) has passed,
+so the lock is never held long, and as a background writer, so the dispatcher's claims and
+records go first — each callback's messages inside a savepoint of their own: a callback whose
+reply fails is rolled back alone and gets its error, the others are kept. A callback is answered only after the commit, so a
 gateway that got its 200 never loses a message, and one that did not sends it again.
 """
 
@@ -30,7 +31,8 @@ from warnpub.storage.tables import InboundMessage
 
 log = logging.getLogger("warnpub.lastkm")
 
-MAX_MESSAGES = 500  # messages per transaction
+MAX_MESSAGES = 500  # messages per transaction at most
+BUDGET_S = 0.1  # no more callbacks are taken into a transaction after this
 
 
 @dataclass(slots=True)
@@ -43,9 +45,12 @@ class _Waiting:
 class ReplyInbox:
     """The queue of one process's inbound callbacks over ``db``."""
 
-    def __init__(self, db: Database, max_messages: int = MAX_MESSAGES) -> None:
+    def __init__(
+        self, db: Database, max_messages: int = MAX_MESSAGES, budget_s: float = BUDGET_S
+    ) -> None:
         self.db = db
         self.max_messages = max_messages
+        self.budget_s = budget_s
         self._queue: deque[_Waiting] = deque()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed (for tests and metrics)
@@ -62,35 +67,39 @@ class ReplyInbox:
 
     async def _drain(self) -> None:
         while self._queue:
-            batch = [self._queue.popleft()]
-            size = len(batch[0].messages)
-            while self._queue and size + len(self._queue[0].messages) <= self.max_messages:
-                size += len(self._queue[0].messages)
-                batch.append(self._queue.popleft())
-            await self._apply(batch)
+            await self._apply()
 
-    async def _apply(self, batch: list[_Waiting]) -> None:
-        outcomes: list[list[str] | BaseException] = []
+    async def _apply(self) -> None:
+        """One transaction: callbacks taken from the queue until ``budget_s`` has passed (at
+        least one), so the write lock is never held long; a background writer's turn, after
+        the dispatcher's claims and records."""
+        loop = asyncio.get_running_loop()
+        taken: list[tuple[_Waiting, list[str] | BaseException]] = []
         try:
-            async with self.db.session() as session:
-                for waiting in batch:
+            async with self.db.session(background=True) as session:
+                started, size = loop.time(), 0
+                while self._queue and (not taken or loop.time() - started < self.budget_s):
+                    if taken and size + len(self._queue[0].messages) > self.max_messages:
+                        break
+                    waiting = self._queue.popleft()
+                    size += len(waiting.messages)
                     try:
                         async with session.begin_nested():
-                            outcomes.append(await _store_and_read(session, waiting))
+                            taken.append((waiting, await _store_and_read(session, waiting)))
                     except Exception as exc:  # this callback alone is rolled back
                         log.warning(
                             "inbound messages not applied",
                             extra={"gateway": waiting.gateway, "error": type(exc).__name__},
                             exc_info=True,
                         )
-                        outcomes.append(exc)
+                        taken.append((waiting, exc))
         except Exception as exc:  # the commit failed: nothing was kept, every caller is told
-            for waiting in batch:
+            for waiting, _ in taken:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(exc)
             return
         self.batches += 1
-        for waiting, outcome in zip(batch, outcomes, strict=True):
+        for waiting, outcome in taken:
             if waiting.answer.done():
                 continue
             if isinstance(outcome, BaseException):

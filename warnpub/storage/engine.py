@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from warnpub.storage.turns import WriteTurns
+
 log = logging.getLogger("warnpub.storage")
 
 # How long a writer waits for its turn before it goes ahead anyway and leaves the queueing
@@ -95,21 +97,22 @@ class Database:
             else self.engine
         )
         self._readers = async_sessionmaker(self.read_engine, expire_on_commit=False)
-        self._turn: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._turn: tuple[asyncio.AbstractEventLoop, WriteTurns] | None = None
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, background: bool = False) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back on any exception.
 
-        On SQLite the process's writers take turns, first come first served, before BEGIN
-        IMMEDIATE: SQLite's own busy handler makes a waiting writer sleep up to 100 ms between
-        tries, so under contention the lock sat idle while writers slept, and the luckiest
-        retry won (measured in docs/performance.md: twice the transactions per second, and
-        the slowest wait 0.1 s instead of 2–3 s, with a dozen writers)."""
+        On SQLite the process's writers take turns before BEGIN IMMEDIATE (first come, first
+        served; ``background`` ones after every other writer waiting: storage.turns). SQLite's
+        own busy handler makes a waiting writer sleep up to 100 ms between tries, so under
+        contention the lock sat idle while writers slept, and the luckiest retry won (measured
+        in docs/performance.md: twice the transactions per second, and the slowest wait 0.1 s
+        instead of 2–3 s, with a dozen writers)."""
         turn = self._write_turn()
         if turn is None:
             async with self._sessions() as session, session.begin():
@@ -118,7 +121,7 @@ class Database:
         acquired = False
         try:
             async with asyncio.timeout(TURN_WAIT_S):
-                await turn.acquire()
+                await turn.acquire(background=background)
                 acquired = True
         except TimeoutError:
             log.warning("a database writer waited %.0f s for its turn; going ahead", TURN_WAIT_S)
@@ -131,14 +134,14 @@ class Database:
             if acquired:
                 turn.release()
 
-    def _write_turn(self) -> asyncio.Lock | None:
+    def _write_turn(self) -> WriteTurns | None:
         """The process's queue of SQLite writers on this event loop (None: no queueing —
         PostgreSQL, or this task already holds the turn)."""
         if self.engine.dialect.name != "sqlite" or _holding_turn.get():
             return None
         loop = asyncio.get_running_loop()
         if self._turn is None or self._turn[0] is not loop:
-            self._turn = (loop, asyncio.Lock())
+            self._turn = (loop, WriteTurns())
         return self._turn[1]
 
     @asynccontextmanager
