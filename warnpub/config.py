@@ -394,6 +394,36 @@ class ConsoleConfig(_Section):
     audit_page_size: int = Field(50, ge=1, le=1000)
 
 
+class ClusterConfig(_Section):
+    """Several processes on PostgreSQL (docs/operations.md). SQLite runs one process and
+    ignores this section."""
+
+    # Every worker process writes its row in the workers table this often; the rate shares
+    # of every gateway instance are recomputed from the rows at the same time.
+    heartbeat_s: float = Field(2.0, gt=0)
+    # A worker whose row was not written for this long is dead: its row is removed and the
+    # others' shares grow. A worker that cannot write its row stops sending after half of it.
+    dead_after_s: float = Field(10.0, gt=0)
+    # One connection per worker process LISTENs for work (NOTIFY from triggers); polling
+    # then only is a fallback, every poll_s. Without it (or while it reconnects) the usual
+    # fast polling applies.
+    listen: bool = True
+    poll_s: float = Field(5.0, gt=0)
+    # While claimed rows are in flight their leases are extended this often (0: a third of
+    # [dispatch] lease_seconds).
+    lease_heartbeat_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _dead_after_beats(self) -> ClusterConfig:
+        if self.dead_after_s < 3 * self.heartbeat_s:
+            raise ValueError(
+                f"dead_after_s ({self.dead_after_s:g}) must be at least three heartbeats "
+                f"(3 × heartbeat_s = {3 * self.heartbeat_s:g}): a worker stops sending after "
+                "half of it without a heartbeat, before the others take over its share"
+            )
+        return self
+
+
 class Settings(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -410,9 +440,21 @@ class Settings(_Section):
     drills: DrillsConfig = DrillsConfig()
     escalation: EscalationConfig = EscalationConfig()
     console: ConsoleConfig = ConsoleConfig()
+    cluster: ClusterConfig = ClusterConfig()
     # Channel instances by kind: {"sms": [{"name": "sim", "adapter": "http_json", …}], …}.
     # Each adapter validates its own entries (see docs/channels.md).
     channels: dict[str, list[dict[str, Any]]] = {}
+
+    @model_validator(mode="after")
+    def _lease_heartbeat_fits(self) -> Settings:
+        beat = self.cluster.lease_heartbeat_s
+        if beat and beat >= self.dispatch.lease_seconds / 2:
+            raise ValueError(
+                f"cluster.lease_heartbeat_s ({beat:g}) must be less than half of "
+                f"dispatch.lease_seconds ({self.dispatch.lease_seconds:g}): a row is sent only "
+                "while at least half of its lease is left"
+            )
+        return self
 
     def hazard_for(self, text: str) -> str | None:
         """The hazard code that ``text`` names (a code, a Chinese or an English name)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +14,8 @@ from aiohttp import web
 from warnpub.cli.common import database, run
 from warnpub.config import Settings
 from warnpub.logs import setup as setup_logging
+
+log = logging.getLogger("warnpub.cli")
 
 
 def register(sub: Any) -> None:
@@ -60,13 +63,17 @@ async def serve_until_stopped(
 ) -> None:
     """Serve until SIGINT or SIGTERM; then stop taking requests, finish, close the database."""
     # The application is imported when it is served, not for every `warnpub …` command.
-    from warnpub.api.app import create_app
+    from warnpub.api.app import RUNNER, create_app
     from warnpub.channels.registry import build_channels
     from warnpub.dispatch.dispatcher import Dispatcher
 
     async with database(settings) as db:
         dispatcher = Dispatcher(db, settings, build_channels(settings)) if dispatch else None
-        runner = web.AppRunner(create_app(settings, db, dispatcher=dispatcher), access_log=None)
+        app = create_app(settings, db, dispatcher=dispatcher)
+        timers = app.get(RUNNER)
+        if dispatcher is not None and timers is not None:
+            dispatcher.timer_pokes.append(timers.poke)  # timers due now, heard by NOTIFY
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -82,7 +89,9 @@ async def serve_until_stopped(
             if not stop_at_once:
                 await wait_for_stop()
         finally:
-            await runner.cleanup()
+            if timers is not None:
+                await timers.aclose()  # claimed timers not fired go back at once
+            await runner.cleanup()  # the dispatcher stops: unsent rows go back at once
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -124,14 +133,18 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
                 tick_s=settings.timers.tick_seconds,
                 lease_s=settings.timers.lease_seconds,
             )
+            dispatcher.timer_pokes.append(timers.poke)  # timers due now, heard by NOTIFY
             await dispatcher.start()
             timers.start()
             print(f"warnpub worker {dispatcher.owner} running", flush=True)
             try:
                 await wait_for_stop()
             finally:
-                timers.stop()
+                # Stop claiming; rows claimed but not sent, and timers claimed but not fired,
+                # go back at once; calls in flight finish; then leave the workers table.
+                await timers.aclose()
                 await dispatcher.stop()
+            log.info("worker stopped", extra={"owner": dispatcher.owner})
         return 0
 
     return run(body)

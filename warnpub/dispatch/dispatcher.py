@@ -3,6 +3,11 @@
 ``warnpub serve`` runs it beside the API. It is woken in-process when a warning is released
 (approved or green channel) and polls the database as a fallback, so work released by
 another process, or left behind by a crash, is picked up too.
+
+On PostgreSQL (several processes, docs/operations.md) it is also a member of the cluster
+(warnpub.cluster): it registers in the workers table and sizes its gateway rate windows to its
+share, LISTENs for work that other processes queue (polling then only every ``[cluster]
+poll_s``), and its workers extend the leases of the rows they hold in flight.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select, update
@@ -27,6 +33,10 @@ from warnpub.channels.base import (
     UsesSettings,
 )
 from warnpub.clock import utcnow
+from warnpub.cluster.node import ClusterNode
+from warnpub.cluster.notify import Listener, Work
+from warnpub.cluster.planlock import plan_lock
+from warnpub.cluster.shares import Shares
 from warnpub.config import Settings
 from warnpub.dispatch import broadcasts
 from warnpub.dispatch.metrics import Metrics
@@ -40,7 +50,7 @@ from warnpub.dispatch.outbox import (
 from warnpub.dispatch.planner import plan, unplanned
 from warnpub.dispatch.receipts import apply_receipts
 from warnpub.dispatch.render import MessageRenderer
-from warnpub.dispatch.worker import ChannelWorker
+from warnpub.dispatch.worker import IDLE_MAX_S, ChannelWorker
 from warnpub.lastkm.ladder import audit_ladders
 from warnpub.review import states
 from warnpub.storage.engine import Database
@@ -72,7 +82,9 @@ class Dispatcher:
         self, db: Database, settings: Settings, channels: dict[str, list[Channel]]
     ) -> None:
         self.db, self.settings, self.channels = db, settings, channels
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid and a few random characters: a process restarted with the same pid (pid 1
+        # in a container) is not mistaken for the one that died holding leases.
+        self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
         self.renderer = MessageRenderer(settings)
         self.metrics = Metrics()
         self.workers: list[ChannelWorker] = []
@@ -99,6 +111,13 @@ class Dispatcher:
                 w.siblings = [o for o in self.workers if o.kind == w.kind and o is not w]
         self._stopping = asyncio.Event()
         self._plan_wake = asyncio.Event()
+        self._plan_poll_s = PLAN_POLL_S
+        # Called when a timer is due now (a notification): the timer runners of this process.
+        self.timer_pokes: list[Callable[[], None]] = []
+        self.node: ClusterNode | None = None
+        self.listener: Listener | None = None
+        if db.dialect == "postgresql":
+            self._join_cluster()
         self._tasks: list[asyncio.Task[None]] = []
         self._planning: dict[str, asyncio.Task[int]] = {}
         self._sweeps = 0
@@ -114,6 +133,23 @@ class Dispatcher:
             },
         )
 
+    def _join_cluster(self) -> None:
+        """PostgreSQL: membership and rate shares, the LISTEN connection, lease heartbeats."""
+        c = self.settings.cluster
+        shares = Shares({w.owner: w.rate for w in self.workers}, on_change=self._shares_changed)
+        self.node = ClusterNode(self.db, c, self.owner, shares)
+        lease_every = c.lease_heartbeat_s or self.settings.dispatch.lease_seconds / 3
+        for w in self.workers:
+            w.lease_every = lease_every
+        if c.listen:
+            self.listener = Listener(
+                self.settings.database.url,
+                self.settings.database.schema_name,
+                self._heard,
+                self._listening,
+                check_s=c.poll_s,
+            )
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -127,17 +163,28 @@ class Dispatcher:
                     channel.bind_settings(self.settings)
                 await channel.start()
         broadcasts.register(self.broadcaster)
+        if self.node is not None:
+            # Registered, and the rate windows sized to this worker's share, before any sends.
+            await self.node.start()
         self._tasks = [
             asyncio.create_task(w.run(self._stopping), name=w.owner) for w in self.workers
         ]
         self._tasks.append(asyncio.create_task(self._plan_loop(), name="planner"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweeper"))
-        log.info("dispatcher started", extra={"workers": [w.owner for w in self.workers]})
+        if self.listener is not None:
+            await self.listener.start()
+        log.info(
+            "dispatcher started",
+            extra={"owner": self.owner, "workers": [w.owner for w in self.workers]},
+        )
 
     async def stop(self) -> None:
-        """Stop claiming; finish the round in flight; close the channels."""
+        """Stop claiming; rows claimed but not sent go back to the queue at once, calls in
+        flight finish and are recorded; close the channels; leave the cluster."""
         self._stopping.set()
         self._plan_wake.set()
+        if self.listener is not None:
+            await self.listener.stop()
         for w in self.workers:
             w.wake.set()
         for task in self._planning.values():
@@ -147,6 +194,40 @@ class Dispatcher:
         for instances in self.channels.values():
             for channel in instances:
                 await channel.close()
+        if self.node is not None:
+            await self.node.stop()
+        log.info("dispatcher stopped", extra={"owner": self.owner})
+
+    # -- the cluster (PostgreSQL) ---------------------------------------------------------------
+
+    def _shares_changed(self) -> None:
+        for w in self.workers:
+            w.nudge()
+
+    def _heard(self, work: Work) -> None:
+        """A notification: wake whatever it concerns."""
+        if work.topic == "deliveries":
+            self.poke(work.kinds or None)
+        elif work.topic == "plan":
+            self.released()
+        elif work.topic == "timers":
+            self._poke_timers()
+
+    def _listening(self, connected: bool) -> None:
+        """With the LISTEN connection up, polling is only a slow fallback; while it is down,
+        the usual fast polling. Notifications may have been missed: look for everything."""
+        poll_s = self.settings.cluster.poll_s
+        self._plan_poll_s = max(poll_s, PLAN_POLL_S) if connected else PLAN_POLL_S
+        for w in self.workers:
+            w.idle_max_s = max(poll_s, IDLE_MAX_S) if connected else IDLE_MAX_S
+        if connected:
+            self.released()
+            self.poke()
+            self._poke_timers()
+
+    def _poke_timers(self) -> None:
+        for poke in self.timer_pokes:
+            poke()
 
     def _receipt_sink(self, gateway: str) -> ReceiptSink:
         async def sink(receipts: Sequence[Receipt]) -> None:
@@ -182,21 +263,25 @@ class Dispatcher:
 
     async def _plan_loop(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before looking, so that a release during the look is not missed.
+            self._plan_wake.clear()
             try:
                 for warning_id in await unplanned(self.db):
                     if warning_id not in self._planning:
                         self._planning[warning_id] = asyncio.create_task(self._plan(warning_id))
             except Exception:
                 log.exception("planner poll failed")
-            self._plan_wake.clear()
             try:
-                await asyncio.wait_for(self._plan_wake.wait(), timeout=PLAN_POLL_S)
+                await asyncio.wait_for(self._plan_wake.wait(), timeout=self._plan_poll_s)
             except TimeoutError:
                 pass
 
     async def _plan(self, warning_id: str) -> int:
         try:
-            return await plan(self.db, self.settings, warning_id, self.poke)
+            async with plan_lock(self.db, warning_id) as mine:
+                if not mine:  # another process plans it (PostgreSQL)
+                    return 0
+                return await plan(self.db, self.settings, warning_id, self.poke)
         except Exception:
             log.exception("planning failed; it will be retried", extra={"warning_id": warning_id})
             return 0

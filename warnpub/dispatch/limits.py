@@ -19,10 +19,37 @@ class RateWindow:
 
     def __init__(self, rate: float) -> None:
         self.window = max(1.0, 1.0 / rate)
-        self.limit = max(1, int(rate * self.window))
+        # The whole limit, and the part of it this process may use (on PostgreSQL a worker's
+        # share of the cluster's limit, warnpub.cluster.shares; 0 while it may not send).
+        self.full = max(1, int(rate * self.window))
+        self.limit = self.full
         self._done: deque[tuple[float, int]] = deque()
         self._recent = 0
         self.in_flight = 0
+
+    def set_limit(self, limit: int) -> None:
+        """Use ``limit`` messages per window (at most the whole limit). Messages already
+        counted stay counted: after a cut nothing is sent until they fall below it."""
+        self.limit = max(0, min(limit, self.full))
+
+    def count(self) -> int:
+        """Messages in flight or answered within the last window."""
+        self._expire(time.monotonic())
+        return self._recent + self.in_flight
+
+    def empty_in(self) -> float:
+        """Seconds until no message counts any more (in-flight messages: unknown, one window)."""
+        now = time.monotonic()
+        self._expire(now)
+        if self.in_flight:
+            return self.window
+        if not self._done:
+            return 0.0
+        return max(0.0, self._done[-1][0] + self.window - now)
+
+    def cancel(self, n: int) -> None:
+        """``n`` messages counted as started were not sent after all."""
+        self.in_flight -= n
 
     def _expire(self, now: float) -> None:
         while self._done and self._done[0][0] <= now - self.window:
@@ -53,14 +80,22 @@ class RateWindow:
                 return max(0.0, at + self.window - now)
         return 0.01  # waiting on messages still in flight
 
-    async def acquire(self, n: int) -> None:
-        """Wait until ``n`` messages may be sent, then count them as in flight.
+    async def acquire(self, n: int, stop: asyncio.Event | None = None) -> bool:
+        """Wait until ``n`` messages may be sent, then count them as in flight (True).
 
-        A batch larger than the whole limit waits for an empty window and goes alone."""
-        need = min(n, self.limit)
-        while self.available() < need:  # noqa: ASYNC110 (waits on the clock, not on an event)
+        A batch larger than the whole limit waits for an empty window and goes alone. False,
+        nothing counted, when ``stop`` is set meanwhile, or when the limit was cut below the
+        batch (a cluster share that shrank: the batch must not go at all)."""
+        while True:
+            if stop is not None and stop.is_set():
+                return False
+            if n > self.limit and self.limit < self.full:
+                return False
+            need = min(n, self.limit)
+            if self.available() >= need:
+                self.start(n)
+                return True
             await asyncio.sleep(max(self.wait_for(need), 0.002))
-        self.start(n)
 
 
 @dataclass

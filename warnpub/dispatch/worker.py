@@ -15,6 +15,20 @@ The worker is a small pipeline, so the next round is claimed while the current o
   instance take work (when they do not, only a probe call goes). Otherwise the rows go back to
   the queue unsent, the attempt not counted, for this or another instance to take.
 
+"send_by" is that rule on the monotonic clock: half the lease after the transaction that
+leased the rows began (the lease runs from that transaction's ``now``). On PostgreSQL, where
+other workers' sweepers take over rows whose lease ran out, the loop also extends the leases
+of every row it holds (claimed and not yet recorded) every ``lease_every`` seconds, in a
+transaction of its own loop, so it never races its own records; a call's ``send_by`` then
+moves to half a lease after the start of the last transaction that extended all of the call's
+rows. A slow gateway (a call queued behind others, or waiting for the rate window) thus keeps
+its rows, while a worker that dies stops extending and its rows return to the queue once the
+lease has run out. A call is checked again just before it goes, after any wait for the rate
+window: its rows are sent only while surely still leased to this worker.
+
+On PostgreSQL the rate window is this process's share of the instance's limit
+(warnpub.cluster.shares); a call larger than a share that shrank goes back unsent.
+
 The next round is claimed when fewer rows wait for a sender than the senders carry at once,
 so at most about two rounds are ahead of the gateway.
 """
@@ -26,12 +40,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.channels.base import Channel, Message, Result, Status
 from warnpub.clock import utcnow
+from warnpub.cluster.leases import extend_leases
 from warnpub.config import Settings
 from warnpub.dispatch.addresses import addresses
 from warnpub.dispatch.limits import CircuitBreaker, Health, RateWindow
@@ -102,6 +117,12 @@ class ChannelWorker:
         self.stats = WorkerStats()
         self.metrics = metrics or Metrics()
         self.wake = asyncio.Event()  # new work may be due (set by the dispatcher)
+        # Longest nap without work (longer when a LISTEN connection wakes the dispatcher).
+        self.idle_max_s = IDLE_MAX_S
+        # Lease heartbeats (PostgreSQL): extend the leases of held rows this often; None: off.
+        self.lease_every: float | None = None
+        self._held: dict[int, _Call] = {}  # claimed rows not yet recorded → their call
+        self._leases_at = 0.0  # monotonic start of the last lease extension (or claim)
         # A partner's instance takes only its own rows (see outbox.claim).
         self.pin = partner_id(self.name) if self.kind in PARTNER_CHANNELS else None
         # A peer that said "retry after N s" (HTTP 429/503) gets nothing until then.
@@ -152,24 +173,25 @@ class ChannelWorker:
                     idle_s, empty_until = IDLE_S, 0.0
                 now = time.monotonic()
                 want = self.capacity() if now >= empty_until else 0
-                if want <= 0 and not self._record_due(now):
+                extend = self._leases_due(now)
+                if want <= 0 and not self._record_due(now) and not extend:
                     await self._nap(self._next_check(now, empty_until))
                     continue
                 try:
-                    took = await self.step(want)
+                    took = await self.step(want, extend=extend)
                 except Exception:
                     log.exception(
                         "dispatch round failed", extra={"channel": self.kind, "instance": self.name}
                     )
                     empty_until = time.monotonic() + idle_s
-                    idle_s = min(idle_s * 2, IDLE_MAX_S)
+                    idle_s = min(idle_s * 2, self.idle_max_s)
                     continue
                 if want > 0:
                     if took:
                         idle_s, empty_until = IDLE_S, 0.0
                     else:
                         empty_until = time.monotonic() + idle_s
-                        idle_s = min(idle_s * 2, IDLE_MAX_S)
+                        idle_s = min(idle_s * 2, self.idle_max_s)
         finally:
             await self._shut_down(senders)
 
@@ -198,11 +220,25 @@ class ChannelWorker:
             or now - self._outcomes_since >= RECORD_AFTER_S
         )
 
+    def _leases_due(self, now: float) -> bool:
+        """Whether the leases of the rows held should be extended now."""
+        return (
+            self.lease_every is not None
+            and bool(self._held)
+            and now >= self._leases_at + self.lease_every
+        )
+
+    def nudge(self) -> None:
+        """Look again now (the rate share changed)."""
+        self._nudge()
+
     def _next_check(self, now: float, empty_until: float) -> float:
         """Seconds until the loop must look again by itself (events may wake it sooner)."""
-        waits = [IDLE_MAX_S]
+        waits = [self.idle_max_s]
         if self._outcome_rows or self._handed_back:
             waits.append(self._outcomes_since + RECORD_AFTER_S - now)
+        if self.lease_every is not None and self._held:
+            waits.append(self._leases_at + self.lease_every - now)
         if empty_until > now:
             waits.append(empty_until - now)
         elif self.breaker.opened_at is not None and not self.breaker.allows():
@@ -211,7 +247,7 @@ class ChannelWorker:
             waits.append(self.paused_until - now)
         elif self._probing():
             waits.append(self._probe_at + PROBE_GAP_S - now)
-        elif self._waiting < self.wave:
+        elif self._waiting < self.wave and self.rate.limit > 0:
             waits.append(max(self.rate.wait_for(1 + self._reserved), 0.002))
         return max(0.001, min(waits))
 
@@ -233,13 +269,24 @@ class ChannelWorker:
 
     # -- one transaction: record what came back, claim the next round ---------------------
 
-    async def step(self, want: int) -> int:
+    async def step(self, want: int, *, extend: bool = False) -> int:
         """Record every outcome and hand-back so far and claim up to ``want`` rows, in one
-        transaction; queue the claimed rows' calls. Returns the number of rows claimed."""
+        transaction (with ``extend``, also extend the leases of the rows still held); queue
+        the claimed rows' calls. Returns the number of rows claimed."""
         outcomes, self._outcomes, self._outcome_rows = self._outcomes, [], 0
         handed_back, self._handed_back = self._handed_back, []
         settled = sum(len(rows) for rows, _ in outcomes) + len(handed_back)
+        for part, _ in outcomes:
+            for c in part:
+                self._held.pop(c.id, None)
+        for c in handed_back:
+            self._held.pop(c.id, None)
+        began = time.monotonic()
         now = utcnow()
+        lease_s = self.settings.dispatch.lease_seconds
+        extended: set[int] = set()
+        if extend:
+            self._leases_at = began
         counts = {"sent": 0, "delivered": 0, "retried": 0, "failed": 0}
         claimed: list[Claimed] = []
         warnings: dict[str, WarningStop] = {}
@@ -253,6 +300,10 @@ class ChannelWorker:
                     counts = await self._record(session, rows, results, now)
                 if handed_back:
                     await give_back(session, self.owner, handed_back, now)
+                if extend and self._held:
+                    extended = await extend_leases(
+                        session, self.owner, list(self._held), now + timedelta(seconds=lease_s)
+                    )
                 if want > 0:
                     claimed, warnings = await claim(
                         session,
@@ -268,7 +319,7 @@ class ChannelWorker:
                     sendable, dropped = self._check_warnings(claimed, warnings, now)
                     if dropped:
                         await end_unsent(session, self.owner, dropped, now)
-                    calls, unsendable = await self._prepare(session, sendable)
+                    calls, unsendable = await self._prepare(session, sendable, began)
                     if unsendable:
                         more = await self._record(
                             session, [c for c, _ in unsendable], dict(unsendable), now
@@ -282,6 +333,13 @@ class ChannelWorker:
             self._unrecorded -= settled
         self.stats.handed_back += len(handed_back)
         self._count(counts, len(dropped))
+        if extended:
+            # Committed: these rows are leased until now + lease_s. A call may go while at
+            # least half of that is left for every one of its rows.
+            send_by = began + lease_s / 2
+            for call in {id(c): c for i in extended if (c := self._held.get(i))}.values():
+                if all(r.id in extended for r in call.rows if r.id in self._held):
+                    call.send_by = max(call.send_by, send_by)
         if not claimed:
             return 0
         self.stats.claimed += len(claimed)
@@ -289,6 +347,12 @@ class ChannelWorker:
         self._unrecorded += queued
         self._reserved += queued
         self._waiting += queued
+        if self.lease_every is not None:
+            if not self._held:
+                self._leases_at = began  # the claim itself started these leases
+            for call in calls:
+                for c in call.rows:
+                    self._held[c.id] = call
         for call in calls:
             self._calls.put_nowait(call)
         return len(claimed)
@@ -342,7 +406,7 @@ class ChannelWorker:
         return [c for c in claimed if c.id not in dropped], dropped
 
     async def _prepare(
-        self, session: AsyncSession, rows: list[Claimed]
+        self, session: AsyncSession, rows: list[Claimed], began: float
     ) -> tuple[list[_Call], list[tuple[Claimed, Result]]]:
         """Address and render the rows; the calls to make (in claim order) and the rows
         that cannot be sent at all (no address: a permanent failure)."""
@@ -377,7 +441,8 @@ class ChannelWorker:
                     idempotency_key=f"wp-{c.id}",
                 )
             )
-        send_by = time.monotonic() + self.settings.dispatch.lease_seconds / 2
+        # The leases run from the claim transaction's ``now``, taken when it began.
+        send_by = began + self.settings.dispatch.lease_seconds / 2
         probe = self._probing()
         if probe:
             self._probe_at = time.monotonic()
@@ -420,8 +485,13 @@ class ChannelWorker:
             return
         if self.rate.available() >= n:
             self.rate.start(n)
-        else:
-            await self.rate.acquire(n)
+        elif not await self.rate.acquire(n, self._closing):
+            self._hand_back(call.rows)  # stopping, or the cluster share shrank below the call
+            return
+        elif time.monotonic() >= call.send_by:
+            self.rate.cancel(n)  # the wait for the window took too much of the lease
+            self._hand_back(call.rows)
+            return
         started = time.perf_counter()
         try:
             out = await self.channel.send(call.messages)

@@ -321,3 +321,22 @@ class InboundMessage(SQLModel, table=True):
 import warnpub.boards.tables  # noqa: E402, F401
 from warnpub.lastkm import tables as _lastkm_tables  # noqa: E402, F401
 from warnpub.speakers import tables as _speaker_tables  # noqa: E402, F401
+
+
+class WorkerRow(SQLModel, table=True):
+    """A worker process on PostgreSQL (warnpub.cluster.registry): it writes ``heartbeat_at``
+    every ``[cluster] heartbeat_s`` and is dead after ``dead_after_s`` without. Gateway rate
+    limits are shared by the live rows. ``view_at`` is when this worker read the membership
+    its shares are sized for, and ``sized_for`` how many workers that was; both are written
+    once its rate windows hold no more than those shares (a newer worker starts sending when
+    every older one is sized for a membership read after the newcomer's row was visible)."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    sized_for: int = 0
+    view_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -108,6 +108,21 @@ async def fire(db: Database, timer_id: int, owner: str, handlers: dict[str, Hand
         raise
 
 
+async def release(db: Database, owner: str) -> int:
+    """Timers leased to ``owner`` and not fired go back at once (a runner that stops)."""
+    async with db.session() as session:
+        result = await session.execute(
+            update(Timer)
+            .where(
+                Timer.lease_owner == owner,
+                Timer.state == "pending",
+                Timer.lease_until.is_not(None),  # type: ignore[union-attr]
+            )
+            .values(lease_until=None, lease_owner=None, attempts=Timer.attempts - 1)
+        )
+        return result.rowcount or 0
+
+
 async def _record_failure(db: Database, timer_id: int, owner: str, exc: Exception) -> None:
     async with db.session() as session:
         timer = await session.get(Timer, timer_id)
