@@ -6,7 +6,9 @@ so that a city-wide plan, seconds of Python work, never holds up the event loop 
 the API and the workers. A writer commits each chunk in its own transaction (the warning
 checked under the write lock: a cancel stops the plan between two chunks) and wakes the
 workers: on SQLite a thread with a connection of its own, one statement per chunk; on
-PostgreSQL the event loop, one statement per group of rows (``unnest`` of their ids).
+PostgreSQL the event loop, one statement per group of rows (``unnest`` of their ids), inserted
+as new rows without ON CONFLICT (falling back to it when a row exists: a resumed plan), and
+up to ``PG_WRITERS`` chunks of one rank at once, each in its own transaction.
 
 The first chunk is small. Once a chunk has rows to send, the writer waits (at most
 ``HEAD_START_S``) until a worker has claimed them before it writes on, and the targeting thread
@@ -39,7 +41,12 @@ from warnpub.audiences.targeting import Scope, Targeter
 from warnpub.audit.log import append as audit
 from warnpub.clock import utcnow
 from warnpub.config import Settings
-from warnpub.dispatch.outbox import PlannedRows, insert_planned, plan_rows, sqlite_chunk_insert
+from warnpub.dispatch.outbox import (
+    PlannedRows,
+    insert_new_planned,
+    plan_rows,
+    sqlite_chunk_insert,
+)
 from warnpub.review import states
 from warnpub.storage.engine import Database, sqlite_path
 from warnpub.storage.tables import Delivery, WarningArea, WarningRecord, WarningReference
@@ -54,6 +61,8 @@ AHEAD = 4
 # claim them (polling every HEAD_START_POLL_S) before writing on. Only once per plan.
 HEAD_START_S = 0.25
 HEAD_START_POLL_S = 0.005
+# PostgreSQL: chunks of one rank written at once, each in a transaction of its own.
+PG_WRITERS = 2
 
 
 async def unplanned(db: Database) -> list[str]:
@@ -85,10 +94,12 @@ async def scope_for(session: AsyncSession, warning: WarningRecord) -> Scope:
     return Scope(tuple(sorted(codes)), scope.level, scope.drill)
 
 
-async def _still_plannable(session: AsyncSession, warning_id: str) -> bool:
+async def _still_plannable(session: AsyncSession, warning_id: str, *, share: bool = False) -> bool:
     state = (
         await session.execute(
-            select(WarningRecord.state).where(WarningRecord.id == warning_id).with_for_update()
+            select(WarningRecord.state)
+            .where(WarningRecord.id == warning_id)
+            .with_for_update(read=share)
         )
     ).scalar_one_or_none()
     return state in PLANNABLE
@@ -158,24 +169,67 @@ async def plan(
 async def _write(
     db: Database, warning_id: str, handoff: _Handoff, wake: Callable[[set[str]], None]
 ) -> tuple[int, bool]:
-    """Write the chunks on the event loop (PostgreSQL). Returns (rows, stopped by a cancel)."""
+    """Write the chunks on the event loop (PostgreSQL). Returns (rows, stopped by a cancel).
+
+    Each chunk is one transaction that share-locks the warning and inserts its rows as new
+    (:func:`~warnpub.dispatch.outbox.insert_new_planned`). After the head start, up to
+    ``PG_WRITERS`` chunks that are ready and whose rows all have one and the same rank (tier
+    and priority) are written at once, each on its own connection (the server inserts them on
+    as many cores), and all of them are committed before the next ones start: rows of a higher
+    rank are still committed before any row of a lower one, and between two rounds no chunk
+    holds the warning, so a cancel waiting for its lock gets it."""
     written, head_start = 0, True
-    while (rows := await handoff.get()) is not None:
-        async with db.session() as session:
-            # Lock the warning: a cancel or expiry (which locks it too) either comes before
-            # this chunk, and the plan stops, or after it, and stops these rows.
-            if not await _still_plannable(session, warning_id):
-                return written, True
-            await insert_planned(session, rows)
-        written += len(rows)
-        sendable = rows.queued_channels
-        if sendable:
-            wake(sendable)
-            if head_start:
-                head_start = False
-                await _first_claimed(db, warning_id)
-                handoff.go.set()
+    ahead: PlannedRows | None = None  # a chunk taken from the handoff for the next round
+    ended = False
+    while not ended:
+        rows = ahead if ahead is not None else await handoff.get()
+        ahead = None
+        if rows is None:
+            break
+        rounds = [rows]
+        ranks = rows.ranks
+        while not head_start and len(rounds) < PG_WRITERS and len(ranks) == 1 and handoff.ready():
+            more = await handoff.get()
+            if more is None:
+                ended = True
+            elif more.ranks == ranks:
+                rounds.append(more)
+                continue
+            else:
+                ahead = more
+            break
+        results = await asyncio.gather(
+            *(_write_chunk(db, warning_id, r) for r in rounds), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        stopped = False
+        for r, done in zip(rounds, results, strict=True):
+            if not done:
+                stopped = True
+                continue
+            written += len(r)
+            if sendable := r.queued_channels:
+                wake(sendable)
+        if stopped:
+            return written, True
+        if head_start and rows.queued_channels:
+            head_start = False
+            await _first_claimed(db, warning_id)
+            handoff.go.set()
     return written, False
+
+
+async def _write_chunk(db: Database, warning_id: str, rows: PlannedRows) -> bool:
+    """One chunk in one transaction (PostgreSQL); False when the warning may not be planned."""
+    async with db.session() as session:
+        # Share-lock the warning: a cancel or expiry (which locks it for update) either comes
+        # before this chunk, and the plan stops, or after it, and stops these rows.
+        if not await _still_plannable(session, warning_id, share=True):
+            return False
+        await insert_new_planned(session, rows)
+    return True
 
 
 # As warnpub.storage.engine sets up every SQLite connection.
@@ -324,6 +378,10 @@ class _Handoff:
 
     # -- on the event loop ------------------------------------------------------------------
 
+    def ready(self) -> bool:
+        """A chunk (or the end of the stream) is waiting: :meth:`get` returns at once."""
+        return not self.queue.empty()
+
     async def get(self) -> PlannedRows | None:
         item = await self.queue.get()
         if isinstance(item, BaseException):
@@ -404,7 +462,15 @@ async def _produce(
         async with own.reader() as reader:
             scope = await scope_for(reader, warning)
             try:
-                await _chunks(reader, scope, settings, warning.id, available, handoff)
+                await _chunks(
+                    reader,
+                    scope,
+                    settings,
+                    warning.id,
+                    available,
+                    handoff,
+                    eager_first=own.dialect == "postgresql",
+                )
             finally:
                 await _closed_streams()
     finally:
@@ -418,12 +484,27 @@ async def _chunks(
     warning_id: str,
     available: frozenset[str],
     handoff: _Handoff,
+    *,
+    eager_first: bool = False,
 ) -> None:
     # The first chunk is small, so that the first rows (the highest tier) are committed and
-    # sending starts at once; the rest go in chunks of ``plan_chunk`` rows.
+    # sending starts at once; the rest go in chunks of ``plan_chunk`` rows. With
+    # ``eager_first`` (PostgreSQL) the first chunk goes as soon as the first batch is in, even
+    # when it is short of FIRST_CHUNK rows: there, the first read of the next tier can take a
+    # few hundred milliseconds (the village devices, the first batch, are not held up by it).
     size = settings.dispatch.plan_chunk
     limit = min(FIRST_CHUNK, size)
     pending = PlannedRows()
+    first_out = False
+
+    def hand_over() -> bool:
+        nonlocal pending, limit, first_out
+        first = not handoff.go.is_set() and pending.queued_channels
+        if not handoff.put(pending) or (first and not handoff.rest()):
+            return False
+        pending, limit, first_out = PlannedRows(), size, True
+        return True
+
     async with aclosing(Targeter(settings).batches(reader, scope)) as batches:
         async for batch in batches:
             if handoff.stopped.is_set():
@@ -434,11 +515,10 @@ async def _chunks(
                 take = max(1, limit - len(pending))
                 plan_rows(warning_id, batch[start : start + take], now, available, pending)
                 start += take
-                if len(pending) >= limit:
-                    first = not handoff.go.is_set() and pending.queued_channels
-                    if not handoff.put(pending) or (first and not handoff.rest()):
-                        return
-                    pending, limit = PlannedRows(), size
+                if len(pending) >= limit and not hand_over():
+                    return
+            if eager_first and not first_out and pending and not hand_over():
+                return
     if pending:
         handoff.put(pending)
 
