@@ -86,8 +86,11 @@ def make_engine(
 class Database:
     """The engine plus a session factory. ``async with db.session() as s`` commits on success."""
 
-    def __init__(self, url: str, *, echo: bool = False, schema: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, schema: str = "", turns: bool = True, **kwargs: Any
+    ) -> None:
         self.url, self.schema = url, schema
+        self.turns = turns  # False: SQLite's busy handler alone orders writers (bench/write_turns.py)
         self.engine = make_engine(url, echo=echo, schema=schema, **kwargs)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Long reads (targeting a city, reports) must not take SQLite's write lock.
@@ -111,8 +114,9 @@ class Database:
         served; ``background`` ones after every other writer waiting: storage.turns). SQLite's
         own busy handler makes a waiting writer sleep up to 100 ms between tries, so under
         contention the lock sat idle while writers slept, and the luckiest retry won (measured
-        in docs/performance.md: twice the transactions per second, and the slowest wait 0.1 s
-        instead of 2–3 s, with a dozen writers)."""
+        by bench/write_turns.py, docs/performance.md: with a dozen writers 1.2–2× the
+        transactions per second, p99 34–88 ms instead of 0.3–0.8 s, the slowest 0.04–0.1 s
+        instead of 2–3 s)."""
         turn = self._write_turn()
         if turn is None:
             async with self._sessions() as session, session.begin():
@@ -137,7 +141,7 @@ class Database:
     def _write_turn(self) -> WriteTurns | None:
         """The process's queue of SQLite writers on this event loop (None: no queueing —
         PostgreSQL, or this task already holds the turn)."""
-        if self.engine.dialect.name != "sqlite" or _holding_turn.get():
+        if not self.turns or self.engine.dialect.name != "sqlite" or _holding_turn.get():
             return None
         loop = asyncio.get_running_loop()
         if self._turn is None or self._turn[0] is not loop:
