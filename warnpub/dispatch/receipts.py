@@ -82,6 +82,9 @@ async def apply_receipts(
                     Delivery.state.in_(AWAITING),
                     or_(Delivery.id.in_(ids), Delivery.provider_ref.in_(refs)),
                 )
+                # Locked in id order, the order workers record in: two transactions locking
+                # the same rows in different orders deadlock on PostgreSQL.
+                .order_by(Delivery.id)
                 .with_for_update()
             )
         )

@@ -364,10 +364,11 @@ class ChannelWorker:
         results: dict[int, Result],
         now: datetime,
     ) -> dict[str, int]:
+        # Rows in id order, as receipts lock them (dispatch.receipts): no deadlock between the two.
         return await record(
             session,
             self.owner,
-            rows,
+            sorted(rows, key=lambda r: r.id),
             results,
             receipts=self.channel.limits.receipts,
             retry=self.retry,
