@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import aiohttp
 from sqlalchemy import select
 
 from tests.lastkm.conftest import PHONES, Village
 from warnpub.api.context import SERVICES
+from warnpub.callbacks.sms_receipts import InboundSms
 from warnpub.lastkm import inbox as inbox_module
+from warnpub.lastkm.inbox import ReplyInbox
+from warnpub.storage.engine import Database
 from warnpub.storage.tables import InboundMessage
 
 STRANGERS = [f"+86139100000{i:02d}" for i in range(30)]
@@ -68,3 +72,26 @@ async def test_a_failing_callback_is_rolled_back_alone(village: Village, monkeyp
     await village.reply("x", "1234", phone=bad)  # the gateway's retry is taken
     assert (await _stored(village)).count(bad) == 1
 
+
+
+async def test_a_database_that_is_down_fails_every_caller_at_once(tmp_path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    attempts = 0
+
+    @asynccontextmanager
+    async def down(*, background: bool = False):  # a fault no real peer produces on demand
+        nonlocal attempts
+        attempts += 1
+        raise OSError("the database is not reachable")
+        yield  # pragma: no cover
+
+    db.session = down  # type: ignore[method-assign]
+    inbox = ReplyInbox(db)
+    message = InboundSms(sender=STRANGERS[0], text="1234", at=None)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(inbox.apply("sim0", [message]) for _ in range(5)), return_exceptions=True),
+        5,
+    )
+    assert all(isinstance(r, OSError) for r in results), results
+    assert attempts <= 2  # every waiting caller is told; no retry loop against a dead database
+    await db.dispose()

@@ -59,6 +59,8 @@ class ReplyInbox:
         """Store ``messages`` from ``gateway`` and act on them; what each did (the kinds of
         :class:`warnpub.lastkm.replies.Outcome`), once committed."""
         answer: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        # A caller that went away (the gateway hung up) leaves its outcome unread: read it here.
+        answer.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(_Waiting(gateway, messages, answer))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="warnpub-reply-inbox")
@@ -94,7 +96,10 @@ class ReplyInbox:
                         )
                         taken.append((waiting, exc))
         except Exception as exc:  # the commit failed: nothing was kept, every caller is told
-            for waiting, _ in taken:
+            failed = [waiting for waiting, _ in taken]
+            if not failed:  # no transaction at all (the database is down): fail what waits
+                failed, self._queue = list(self._queue), deque()
+            for waiting in failed:
                 if not waiting.answer.done():
                     waiting.answer.set_exception(exc)
             return
