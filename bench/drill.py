@@ -145,7 +145,13 @@ async def one_drill(
     await server.start_server()
     callbacks = f"{base}/api/v1/callbacks/sms/sim"
     contact_options = {
-        "control": {"callback_url": f"{callbacks}/receipts", "inbound_url": f"{callbacks}/inbound"},
+        # Replies are stamped when the gateway takes them and forwarded with retries, as a
+        # carrier does: a slow app never holds a contact's phone up.
+        "control": {
+            "callback_url": f"{callbacks}/receipts",
+            "inbound_url": f"{callbacks}/inbound",
+            "inbound_mode": "queue",
+        },
         "phones": sorted(await _asked_phones(db, settings)),
         "delay_s": walk.ack_delay_s,
         "visit_delay_s": walk.visit_delay_s,
@@ -176,6 +182,7 @@ async def one_drill(
         "visit_lists": c["visit_lists"],
         "visits_reported": c["visits_reported"],
         "replies_failed": c["replies_failed"],
+        "replies_lost_at_gateway": c["inbound_lost"],
     }
     return {**figures, **simulated, "state": state, "wall_s": round(wall, 1)}
 

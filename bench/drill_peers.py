@@ -70,7 +70,12 @@ async def main(secret: str, receipt_delay_ms: int) -> None:
     finally:
         if contacts is not None:
             await contacts.stop()
-            _say({"stats": asdict(contacts.stats)})
+            async with aiohttp.ClientSession() as http, http.get(f"{sim_url}/stats?numbers=0") as r:
+                gateway = await r.json()
+            stats = asdict(contacts.stats)
+            stats["inbound_forwarded"] = gateway["inbound_forwarded"]
+            stats["inbound_lost"] = gateway["inbound_lost"]
+            _say({"stats": stats})
         await runner.cleanup()
 
 

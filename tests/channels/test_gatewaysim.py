@@ -215,6 +215,33 @@ async def test_inbound_reply_is_forwarded_signed(receiver):
     )
 
 
+async def test_queued_inbound_is_answered_at_once_then_forwarded_with_retries(receiver):
+    async with running_sim(
+        inbound_url=receiver.inbound_url, secret=SECRET, inbound_mode="queue"
+    ) as sim:
+        status, body, _ = await sim.post("/inbound", {"from": "+8613800138000", "text": "4821 1"})
+        assert status == 202 and body["queued"] is True and body["forwarded"] is False
+        for _ in range(100):
+            if receiver.inbound:
+                break
+            await asyncio.sleep(0.02)
+        (reply,) = receiver.inbound
+        assert reply.text == "4821 1" and reply.provider_ref == body["id"]
+        assert (await sim.stats())["inbound_forwarded"] == 1
+
+        # An app that keeps refusing (here: a wrong signature) gets the retries, then it is lost.
+        await sim.control(secret="not-the-receivers", callback_attempts=2)
+        status, _, _ = await sim.post("/inbound", {"from": "+8613800138000", "text": "4821 2"})
+        assert status == 202
+        for _ in range(200):
+            if (await sim.stats())["inbound_lost"]:
+                break
+            await asyncio.sleep(0.02)
+        stats = await sim.stats()
+    assert stats["inbound_lost"] == 1 and len(receiver.inbound) == 1
+    assert len(receiver.refused) == 2
+
+
 async def test_reset_forgets_messages_and_faults(sim):
     await sim.post("/sms", item("x"))
     await sim.control(outage_s=60, error_rate=1)

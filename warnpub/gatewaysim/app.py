@@ -20,12 +20,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from warnpub.gatewaysim.callbacks import post_signed, pump_calls, pump_receipts
+from warnpub.gatewaysim.callbacks import deliver, post_signed, pump_calls, pump_receipts
 from warnpub.gatewaysim.config import SimConfig, SimConfigError, from_options, updated
 from warnpub.gatewaysim.state import SimGateway, iso_ts
 
 GATEWAY = web.AppKey("gateway", SimGateway)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+FORWARDING: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("forwarding", set)
 JSON = "application/json"
 
 
@@ -40,6 +41,7 @@ def create_sim_app(config: SimConfig | Mapping[str, Any] | None = None) -> web.A
         config = from_options(config)
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[GATEWAY] = SimGateway(config)
+    app[FORWARDING] = set()  # inbound messages being forwarded (inbound_mode "queue")
     app.cleanup_ctx.append(_background)
     app.router.add_post("/sms", send_one)
     app.router.add_post("/sms/batch", send_batch)
@@ -62,9 +64,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(pump_calls(app[GATEWAY], session), name="gateway-sim calls"),
     ]
     yield
-    for pump in pumps:
+    for pump in [*pumps, *app[FORWARDING]]:
         pump.cancel()
-    for pump in pumps:
+    for pump in [*pumps, *app[FORWARDING]]:
         try:
             await pump
         except asyncio.CancelledError:
@@ -238,6 +240,16 @@ async def inbound(request: web.Request) -> web.Response:
         "text": body["text"],
         "at": iso_ts(time.time()),
     }
+    if gateway.config.inbound_mode == "queue":
+        # As a carrier does: taken now (stamped above), forwarded in the background with retries.
+        task = asyncio.create_task(
+            _forward(gateway, request.app[SESSION], url, {"messages": [message]}),
+            name="gateway-sim inbound",
+        )
+        forwarding = request.app[FORWARDING]
+        forwarding.add(task)
+        task.add_done_callback(forwarding.discard)
+        return _json(202, {"id": message["id"], "queued": True, "forwarded": False})
     status = await post_signed(
         request.app[SESSION], url, gateway.config.secret, {"messages": [message]}
     )
@@ -251,6 +263,15 @@ async def inbound(request: web.Request) -> web.Response:
             "status": status,
         },
     )
+
+
+async def _forward(
+    gateway: SimGateway, session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+) -> None:
+    if await deliver(gateway, session, url, payload, 1):
+        gateway.counts["inbound_forwarded"] += 1
+    else:
+        gateway.counts["inbound_lost"] += 1
 
 
 async def health(request: web.Request) -> web.Response:

@@ -52,7 +52,7 @@ async def deliver(
         delay = min(MAX_BACKOFF_S, delay * 2)
         if gateway.generation != generation:
             return False
-    log.warning("dropping %d receipt(s): %s did not accept them", n, url)
+    log.warning("dropping a callback of %d item(s): %s did not accept it", n, url)
     return False
 
 

@@ -10,6 +10,12 @@ from urllib.parse import urlsplit
 
 ReceiptMode = Literal["deliver", "fail", "none"]
 RECEIPT_MODES: tuple[ReceiptMode, ...] = ("deliver", "fail", "none")
+# How POST /inbound forwards a person's reply: "wait" — to the inbound URL before answering
+# (the answer says whether the app took it); "queue" — as a carrier does: the message is
+# stamped and answered at once, then POSTed to the inbound URL in the background with retries
+# (callback_attempts), so a slow app never holds the person's phone up.
+InboundMode = Literal["wait", "queue"]
+INBOUND_MODES: tuple[InboundMode, ...] = ("wait", "queue")
 # How a simulated call ends: answered and 1 pressed, answered, not answered, busy, failed.
 CALL_OUTCOMES = ("confirmed", "answered", "no_answer", "busy", "failed")
 
@@ -28,6 +34,7 @@ class SimConfig:
     receipts: ReceiptMode = "deliver"  # what the receipts say (none: no receipts at all)
     callback_url: str | None = None  # where receipts are POSTed
     inbound_url: str | None = None  # where POST /inbound messages are forwarded
+    inbound_mode: InboundMode = "wait"  # forward before answering, or queue (INBOUND_MODES)
     secret: str | None = None  # signs callbacks (X-Warnpub-Signature); unsigned when unset
     auth_header: str | None = None  # when set, requests must carry it with auth_value (else 401)
     auth_value: str | None = None
@@ -71,6 +78,7 @@ CONTROL_KEYS = frozenset(
         "receipts",
         "callback_url",
         "inbound_url",
+        "inbound_mode",
         "secret",
         "callback_attempts",
         "voice_outcome",
@@ -120,6 +128,10 @@ def updated(
                 if value not in RECEIPT_MODES:
                     raise SimConfigError(f"use one of {', '.join(RECEIPT_MODES)}")
                 new.receipts = value
+            elif key == "inbound_mode":
+                if value not in INBOUND_MODES:
+                    raise SimConfigError(f"use one of {', '.join(INBOUND_MODES)}")
+                new.inbound_mode = value
             elif key in ("callback_url", "inbound_url", "voice_callback_url"):
                 setattr(new, key, _url(value))
             elif key in ("secret", "auth_header", "auth_value"):

@@ -261,6 +261,7 @@ class SimGateway:
                 "callback_failures": c["callback_failures"],
             },
             "inbound_forwarded": c["inbound_forwarded"],
+            "inbound_lost": c["inbound_lost"],  # queued replies the app never took (retries spent)
             "calls": self.voice.stats(),
         }
         if numbers:

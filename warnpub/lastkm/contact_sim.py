@@ -325,7 +325,9 @@ class ContactSim:
                         f"{o.gateway_url}/inbound", json={"from": phone, "text": text}
                     ) as r:
                         body = await r.json(content_type=None)
-                    forwarded = r.status == 200 and bool(body.get("forwarded"))
+                    # Forwarded to the app, or queued by the gateway (inbound_mode "queue").
+                    taken = body.get("forwarded") or body.get("queued")
+                    forwarded = r.status in (200, 202) and bool(taken)
                 except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                     log.debug("contact-sim: reply from %s: %s", phone, exc)
                 if forwarded:
