@@ -27,6 +27,8 @@ from warnpub.gatewaysim.state import SimGateway, iso_ts
 GATEWAY = web.AppKey("gateway", SimGateway)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 FORWARDING: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("forwarding", set)
+SLOTS = web.AppKey("inbound_slots", asyncio.Semaphore)
+INBOUND_CONNECTIONS = 8  # queued replies forwarded at once (inbound_mode "queue")
 JSON = "application/json"
 
 
@@ -42,6 +44,7 @@ def create_sim_app(config: SimConfig | Mapping[str, Any] | None = None) -> web.A
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[GATEWAY] = SimGateway(config)
     app[FORWARDING] = set()  # inbound messages being forwarded (inbound_mode "queue")
+    app[SLOTS] = asyncio.Semaphore(INBOUND_CONNECTIONS)
     app.cleanup_ctx.append(_background)
     app.router.add_post("/sms", send_one)
     app.router.add_post("/sms/batch", send_batch)
@@ -243,7 +246,9 @@ async def inbound(request: web.Request) -> web.Response:
     if gateway.config.inbound_mode == "queue":
         # As a carrier does: taken now (stamped above), forwarded in the background with retries.
         task = asyncio.create_task(
-            _forward(gateway, request.app[SESSION], url, {"messages": [message]}),
+            _forward(
+                gateway, request.app[SESSION], request.app[SLOTS], url, {"messages": [message]}
+            ),
             name="gateway-sim inbound",
         )
         forwarding = request.app[FORWARDING]
@@ -266,9 +271,15 @@ async def inbound(request: web.Request) -> web.Response:
 
 
 async def _forward(
-    gateway: SimGateway, session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+    gateway: SimGateway,
+    session: aiohttp.ClientSession,
+    slots: asyncio.Semaphore,
+    url: str,
+    payload: dict[str, Any],
 ) -> None:
-    if await deliver(gateway, session, url, payload, 1):
+    async with slots:  # a carrier pushes replies over a few connections, not all at once
+        taken = await deliver(gateway, session, url, payload, 1)
+    if taken:
         gateway.counts["inbound_forwarded"] += 1
     else:
         gateway.counts["inbound_lost"] += 1
