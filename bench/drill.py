@@ -20,7 +20,11 @@ accepted messages and replying through its inbound callback) acknowledge by repl
 ``--ack-delay-s`` after the message, and visit the people on their visit lists (the
 ``relay`` channel) — ``--visit-delay-s`` to the first person, ``--visit-per-person-s`` to
 each further one — then report the list in one reply ("4821 1 2 …"; ``--report each``:
-each person as told, "4821 2"). The defaults are prompt contacts (1 s, 2 s, 0.2 s): walking
+each person as told, "4821 2"). The gateway simulator takes replies as a carrier does
+(``inbound_mode = "queue"``): stamped when sent, answered at once, forwarded to the app over a
+few connections with retries — so a visit counts from when the contact's report reached the
+gateway, however long the engine then takes to record it (``replies_lost_at_gateway`` counts
+any it never took). The defaults are prompt contacts (1 s, 2 s, 0.2 s): walking
 takes the same minutes under both policies, so it is left out of the comparison by default;
 ``--visit-delay-s 20 --visit-per-person-s 5`` puts it back. Both runs use the same
 simulators and the same delays.
@@ -62,9 +66,9 @@ from warnpub.config import Settings, load_settings
 from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.drills.audience import DrillAudience
 from warnpub.drills.run import approve_drill, submit_drill, wait_for_end
-from warnpub.lastkm.tables import VisitTask
+from warnpub.lastkm.tables import Notice, VisitTask
 from warnpub.storage.engine import Database
-from warnpub.storage.tables import Delivery, WarningRecord
+from warnpub.storage.tables import Delivery, InboundMessage, WarningRecord
 
 SECRET = "bench-callback-secret"
 
@@ -228,6 +232,16 @@ async def _figures(db: Database, warning_id: str) -> dict[str, Any]:
                 continue
             special.append(pid)
             (special_phone if phone else special_no_phone).append(pid)
+        # When the last reply reached the gateway, and when the engine had recorded the last
+        # visit report (its answer is written in the same transaction).
+        last_reply = (await s.execute(select(func.max(InboundMessage.received_at)))).scalar()
+        last_recorded = (
+            await s.execute(
+                select(func.max(Notice.created_at)).where(
+                    Notice.warning_id == warning_id, Notice.kind == "report_answer"
+                )
+            )
+        ).scalar()
         tasks = dict(
             (
                 await s.execute(
@@ -260,6 +274,10 @@ async def _figures(db: Database, warning_id: str) -> dict[str, Any]:
             nearest_rank(sn_none, 99, len(special_no_phone))
         ),
         "general_p99_s": _round(nearest_rank(everyone, 99, len(targeted))),
+        "last_reply_s": _round((last_reply - approved).total_seconds()) if last_reply else None,
+        "last_report_recorded_s": (
+            _round((last_recorded - approved).total_seconds()) if last_recorded else None
+        ),
     }
 
 
@@ -333,7 +351,7 @@ def main() -> None:
 
     def ratio(key: str) -> float | None:
         ours, theirs = tiers[key], fifo[key]
-        return round(theirs / ours, 1) if ours and theirs else None
+        return round(theirs / ours, 2) if ours and theirs else None
 
     r = ratio("special_needs_p99_s")
     print(
@@ -345,7 +363,9 @@ def main() -> None:
                 "fifo_special_needs_p99_s": fifo["special_needs_p99_s"],
                 "fifo_general_p99_s": fifo["general_p99_s"],
                 "ratio": r,
-                "ok": r is not None and r >= 5,
+                # From the unrounded times: 4.96 is not 5.
+                "ok": bool(tiers["special_needs_p99_s"])
+                and fifo["special_needs_p99_s"] >= 5 * tiers["special_needs_p99_s"],
                 "special_needs_with_phone_p99_s": tiers["special_needs_with_phone_p99_s"],
                 "fifo_special_needs_with_phone_p99_s": fifo["special_needs_with_phone_p99_s"],
                 "ratio_with_phone": ratio("special_needs_with_phone_p99_s"),
@@ -363,6 +383,15 @@ def main() -> None:
                 "special_needs_without_phone": tiers["special_needs_without_phone"],
                 "targeted_people": tiers["targeted_people"],
                 "reached_people": [tiers["reached_people"], fifo["reached_people"]],
+                "last_reply_s": [tiers["last_reply_s"], fifo["last_reply_s"]],
+                "last_report_recorded_s": [
+                    tiers["last_report_recorded_s"],
+                    fifo["last_report_recorded_s"],
+                ],
+                "replies_lost_at_gateway": [
+                    tiers["replies_lost_at_gateway"],
+                    fifo["replies_lost_at_gateway"],
+                ],
                 "visits_done": [tiers["visits_done"], fifo["visits_done"]],
                 "visit_tasks": [tiers["visit_tasks"], fifo["visit_tasks"]],
                 "contact_acks": [tiers["contact_acks"], fifo["contact_acks"]],
