@@ -37,7 +37,7 @@ import asyncpg
 import pytest
 
 from tests.cluster.processes import Processes, free_port, wait_http, wait_line, wait_until
-from tests.conftest import IN_CI, PG_URL, _dump_and_cancel, _pg_available
+from tests.conftest import PG_URL, require_pg
 from tests.factories import TOWN_DAIBU, TOWN_SHEZHU, World, alert_json, seed
 from warnpub.config import load_settings
 from warnpub.storage.engine import Database
@@ -54,7 +54,6 @@ TIMEOUT_S = 2.0  # a call to the gateway (below dead_after_s / 2 minus one windo
 # Our own villages under 社渚镇 (synthetic-style codes x391…); everyone lives there.
 VILLAGES = [f"320481116{391 + i:03d}" for i in range(5)]
 PROBE_DEADLINE_MIN = 0.2  # blue review deadline: 12 s
-HANG_S = 600.0  # the whole test, on a loaded machine (about 70 s on a quiet one)
 
 
 def raw(url: str) -> str:
@@ -62,26 +61,9 @@ def raw(url: str) -> str:
 
 
 @pytest.fixture
-async def _hang_watchdog() -> AsyncIterator[None]:
-    """This test may take minutes on a loaded machine: its own waits (each with a clear
-    message) end it long before this; the suite's 240 s watchdog would cut it short."""
-    loop = asyncio.get_running_loop()
-    handle = loop.call_later(HANG_S, _dump_and_cancel, "test_cluster_end_to_end")
-    try:
-        yield
-    finally:
-        handle.cancel()
-
-
-@pytest.fixture
 def schema() -> Iterator[str]:
     """A fresh, migrated schema for this test only (dropped afterwards)."""
-    problem = asyncio.run(_pg_available())
-    if problem is not None:
-        message = f"PostgreSQL at {PG_URL} is not reachable ({problem})"
-        if IN_CI:
-            pytest.fail(message + "; CI needs it (see .ci/run)")
-        pytest.skip(message)
+    require_pg()
     name = f"wp_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
     async def ddl(statement: str) -> None:
@@ -301,6 +283,9 @@ async def _sample(
         await asyncio.sleep(2.0)
 
 
+# The whole test may take minutes on a loaded machine (about 70 s on a quiet one); its own
+# waits end it with a clear message long before the watchdog would.
+@pytest.mark.hang_after(600)
 async def test_two_api_three_workers_50k_kill_and_term(schema, pg, tmp_path: Path):
     started = time.monotonic()
     sim_port, api_ports = free_port(), (free_port(), free_port())

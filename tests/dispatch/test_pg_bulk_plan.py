@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
+from tests.dispatch.test_planner import counts
 from tests.factories import alert_json, seed
 from warnpub.api.app import create_app
 from warnpub.audiences.demo_data import DemoOptions, generate
@@ -19,7 +20,7 @@ from warnpub.config import Settings, load_settings
 from warnpub.dispatch import planner
 from warnpub.dispatch.outbox import PlannedRows, plan_rows
 from warnpub.storage.engine import Database
-from warnpub.storage.tables import Delivery, WarningRecord
+from warnpub.storage.tables import WarningRecord
 
 pytestmark = pytest.mark.postgres
 CITY = "320481000000"
@@ -168,17 +169,8 @@ async def test_a_resumed_pg_plan_inserts_nothing_twice(settings, db, backend, mo
         scope = await planner.scope_for(s, warning)
         async for batch in Targeter(settings).batches(s, scope):
             plan_rows(warning_id, batch, warning.decided_at, frozenset(settings.channels), planned)
-        distinct = (
-            await s.execute(
-                select(func.count()).select_from(
-                    select(Delivery.target_kind, Delivery.target_id, Delivery.channel)
-                    .where(Delivery.warning_id == warning_id)
-                    .distinct()
-                    .subquery()
-                )
-            )
-        ).scalar_one()
         assert (await s.get(WarningRecord, warning_id)).planned_at is not None
+    _, distinct = await counts(db, warning_id)
     expected = sorted((r["target_kind"], r["target_id"], r["channel"]) for r in planned.dicts())
     assert sorted((r[0], r[1], r[2]) for r in got) == expected
     assert distinct == len(got) == len(planned)
