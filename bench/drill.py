@@ -327,6 +327,11 @@ def main() -> None:
         "--db", type=Path, help="a generated SQLite file to copy (kept; made if missing)"
     )
     parser.add_argument(
+        "--only",
+        choices=("tiers", "fifo"),
+        help="run one policy only (to look at it closer; prints no ratio)",
+    )
+    parser.add_argument(
         "--keep", type=Path, help="copy each run's database into this folder (for a closer look)"
     )
     args = parser.parse_args()
@@ -337,7 +342,7 @@ def main() -> None:
         gen_s = 0.0
         if not source.exists():
             gen_s = generate(source, args.people, args.seed)
-        for order in ("tiers", "fifo"):
+        for order in (args.only,) if args.only else ("tiers", "fifo"):
             work = Path(tmp) / f"drill-{order}.db"
             shutil.copyfile(source, work)
             runs[order] = asyncio.run(
@@ -347,6 +352,8 @@ def main() -> None:
             if args.keep is not None:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(work, args.keep / work.name)
+    if args.only:
+        return
     tiers, fifo = runs["tiers"], runs["fifo"]
 
     def ratio(key: str) -> float | None:
