@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,16 +115,31 @@ class VisitRelay(OwnDatabase):
             return [Result(m.delivery_id, Status.TRANSIENT, error=error) for m in messages]
         return [results[m.delivery_id] for m in messages]
 
-    async def _record(self, session: AsyncSession, messages: Sequence[Message]) -> dict[int, Result]:
+    async def _record(
+        self, session: AsyncSession, messages: Sequence[Message]
+    ) -> dict[int, Result]:
         """One batch in a few statements whatever its size: the deliveries, people, contacts,
-        plans, existing tasks and the contacts' last numbers are each read once."""
+        plans, existing tasks and the contacts' last numbers are each read once (as plain
+        rows: no ORM objects), the new tasks are inserted in one statement and the visit
+        lists of all contacts in three (:func:`warnpub.lastkm.notices.send_many`). The batch
+        holds the write lock while it runs, and the SMS workers wait for it."""
         assert self._settings is not None
         ids = [m.delivery_id for m in messages]
         rows = {
             d.id: d
-            for d in (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars()
+            for d in await session.execute(
+                select(
+                    Delivery.id,
+                    Delivery.warning_id,
+                    Delivery.target_kind,
+                    Delivery.target_id,
+                    Delivery.priority,
+                ).where(Delivery.id.in_(ids))
+            )
         }
-        people = await _people(session, {d.target_id for d in rows.values() if d.target_kind == "person"})
+        people = await _people(
+            session, {d.target_id for d in rows.values() if d.target_kind == "person"}
+        )
         contacts = await _people(
             session, {p.relay_contact_id for p in people.values() if p.relay_contact_id}
         )
@@ -134,16 +150,14 @@ class VisitRelay(OwnDatabase):
                 await session.execute(select(AckPlan).where(AckPlan.warning_id.in_(warning_ids)))
             ).scalars()
         }
-        existing = {
-            (t.warning_id, t.person_id): t
-            for t in (
-                await session.execute(
-                    select(VisitTask).where(
-                        VisitTask.warning_id.in_(warning_ids),
-                        VisitTask.person_id.in_([p for p in people if p is not None]),
-                    )
+        existing: dict[tuple[str, int], int] = {
+            (w, p): t
+            for w, p, t in await session.execute(
+                select(VisitTask.warning_id, VisitTask.person_id, VisitTask.id).where(
+                    VisitTask.warning_id.in_(warning_ids),
+                    VisitTask.person_id.in_([p for p in people if p is not None]),
                 )
-            ).scalars()
+            )
         }
         last_number = {
             (w, c): n
@@ -159,46 +173,59 @@ class VisitRelay(OwnDatabase):
             ).all()
         }
         out: dict[int, Result] = {}
-        new: dict[tuple[str, int], list[VisitTask]] = {}
+        new: list[_NewTask] = []
         for m in messages:
             d = rows.get(m.delivery_id)
-            person = people.get(d.target_id) if d is not None and d.target_kind == "person" else None
-            contact = contacts.get(person.relay_contact_id) if person and person.relay_contact_id else None
+            person = (
+                people.get(d.target_id) if d is not None and d.target_kind == "person" else None
+            )
+            contact = (
+                contacts.get(person.relay_contact_id)
+                if person and person.relay_contact_id
+                else None
+            )
             problem = self._problem(d, person, contact) or _plan_problem(d, plans)
             if problem:
                 out[m.delivery_id] = Result(m.delivery_id, Status.PERMANENT, error=problem)
                 continue
             assert d is not None and person is not None and contact is not None
-            task = existing.get((d.warning_id, person.id or 0))
-            if task is None:
-                key = (d.warning_id, contact.id or 0)
-                number = last_number.get(key, 0) + 1
-                last_number[key] = number
-                task = VisitTask(
-                    warning_id=d.warning_id,
-                    person_id=person.id or 0,
-                    contact_id=contact.id or 0,
-                    number=number,
-                    area_code=person.area_code,
-                    needs=person.needs,
-                    delivery_id=d.id or 0,
-                )
-                session.add(task)
-                existing[(d.warning_id, person.id or 0)] = task
-                new.setdefault(key, []).append(task)
             out[m.delivery_id] = Result(m.delivery_id, Status.SENT)
-        await session.flush()
+            if (d.warning_id, person.id) in existing:
+                continue
+            key = (d.warning_id, contact.id)
+            number = last_number.get(key, 0) + 1
+            last_number[key] = number
+            existing[(d.warning_id, person.id)] = 0  # made below
+            new.append(
+                _NewTask(
+                    d.warning_id,
+                    person.id,
+                    contact.id,
+                    number,
+                    person.area_code,
+                    person.needs,
+                    d.id,
+                    d.priority,
+                )
+            )
+        if new:
+            made = await session.execute(
+                insert(VisitTask).returning(VisitTask.id, sort_by_parameter_order=True),
+                [t.row() for t in new],
+            )
+            for task, task_id in zip(new, made.scalars(), strict=True):
+                existing[(task.warning_id, task.person_id)] = task_id
         for m in messages:
             d = rows.get(m.delivery_id)
             if out[m.delivery_id].status is Status.SENT and d is not None:
-                task = existing[(d.warning_id, d.target_id)]
-                out[m.delivery_id] = Result(m.delivery_id, Status.SENT, provider_ref=f"visit/{task.id}")
-        for (warning_id, contact_id), tasks in new.items():
-            priority = self._list_priority([rows[t.delivery_id] for t in tasks])
-            await self._send_list(session, warning_id, contacts[contact_id], tasks, people, priority)
+                task_id = existing[(d.warning_id, d.target_id)]
+                out[m.delivery_id] = Result(
+                    m.delivery_id, Status.SENT, provider_ref=f"visit/{task_id}"
+                )
+        await self._send_lists(session, new, people, contacts, plans)
         return out
 
-    def _list_priority(self, deliveries: Sequence[Delivery]) -> int:
+    def _list_priority(self, priorities: Sequence[int]) -> int:
         """A visit list leaves ahead of the warning (a notice's priority), except first come,
         first served (``[dispatch] priority_order = "fifo"``), where nothing goes ahead: the
         list takes the priority of the visits it carries and its turn behind what was queued
@@ -206,10 +233,10 @@ class VisitRelay(OwnDatabase):
         assert self._settings is not None
         if self._settings.dispatch.priority_order != "fifo":
             return notices.NOTICE_PRIORITY
-        return min(d.priority for d in deliveries)
+        return min(priorities)
 
     @staticmethod
-    def _problem(d: Delivery | None, person: Person | None, contact: Person | None) -> str:
+    def _problem(d: Any, person: Any, contact: Any) -> str:
         if d is None:
             return "the delivery is gone"
         if person is None:
@@ -220,48 +247,101 @@ class VisitRelay(OwnDatabase):
             return f"village contact {contact.id} has no phone to receive the visit list"
         return ""
 
-    async def _send_list(
+    async def _send_lists(
         self,
         session: AsyncSession,
-        warning_id: str,
-        contact: Person,
-        tasks: list[VisitTask],
-        people: Mapping[int | None, Person],
-        priority: int,
+        new: Sequence[_NewTask],
+        people: Mapping[int | None, Any],
+        contacts: Mapping[int | None, Any],
+        plans: Mapping[str, AckPlan],
     ) -> None:
-        assert self._settings is not None and contact.phone
-        warning = await session.get(WarningRecord, warning_id)
-        plan = await session.get(AckPlan, warning_id)
-        assert warning is not None and plan is not None
-        language = contact.language or "zh-CN"
-        listed = [(t.number, people[t.person_id].name, t.needs) for t in tasks]
-        notice, delivery = await notices.send(
-            session,
-            warning_id=warning_id,
-            kind="visit_list",
-            channel="sms",
-            address=contact.phone,
-            text="",
-            area_code=contact.area_code,
-            person_id=contact.id,
-            language=language,
-            priority=priority,
-        )
-        url = links.url(self._settings.server.public_url, plan.link_key, delivery.id or 0)
-        notice.text = texts.visit_list(warning, listed, plan.reply_code, url, language)[:2000]
-        await session.flush()
+        """The new tasks of this batch as one visit list per warning and contact."""
+        assert self._settings is not None
+        lists: dict[tuple[str, int], list[_NewTask]] = {}
+        for task in new:
+            lists.setdefault((task.warning_id, task.contact_id), []).append(task)
+        if not lists:
+            return
+        warnings = {
+            w.id: w
+            for w in (
+                await session.execute(
+                    select(WarningRecord).where(WarningRecord.id.in_({w for w, _ in lists}))
+                )
+            ).scalars()
+        }
+        specs: list[notices.NoticeSpec] = []
+        for (warning_id, contact_id), tasks in lists.items():
+            contact = contacts[contact_id]
+            specs.append(
+                notices.NoticeSpec(
+                    warning_id=warning_id,
+                    kind="visit_list",
+                    channel="sms",
+                    address=contact.phone,
+                    area_code=contact.area_code,
+                    person_id=contact.id,
+                    language=contact.language or "zh-CN",
+                    priority=self._list_priority([t.priority for t in tasks]),
+                )
+            )
+        sent = await notices.send_many(session, specs)
+        texts_by_notice: dict[int, str] = {}
+        for ((warning_id, _), tasks), spec, (notice_id, delivery_id) in zip(
+            lists.items(), specs, sent, strict=True
+        ):
+            plan = plans[warning_id]
+            url = links.url(self._settings.server.public_url, plan.link_key, delivery_id)
+            listed = [(t.number, people[t.person_id].name, t.needs) for t in tasks]
+            texts_by_notice[notice_id] = texts.visit_list(
+                warnings[warning_id], listed, plan.reply_code, url, spec.language
+            )
+        await notices.set_texts(session, texts_by_notice)
 
 
-async def _people(session: AsyncSession, ids: set[int | None]) -> dict[int | None, Person]:
+@dataclass(frozen=True, slots=True)
+class _NewTask:
+    warning_id: str
+    person_id: int
+    contact_id: int
+    number: int
+    area_code: str
+    needs: int
+    delivery_id: int
+    priority: int
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "warning_id": self.warning_id,
+            "person_id": self.person_id,
+            "contact_id": self.contact_id,
+            "number": self.number,
+            "area_code": self.area_code,
+            "needs": self.needs,
+            "delivery_id": self.delivery_id,
+        }
+
+
+async def _people(session: AsyncSession, ids: set[int | None]) -> dict[int | None, Any]:
+    """The people of ``ids`` as rows with the columns a visit needs."""
     wanted = [i for i in ids if i is not None]
     if not wanted:
         return {}
-    return {
-        p.id: p for p in (await session.execute(select(Person).where(Person.id.in_(wanted)))).scalars()
-    }
+    rows = await session.execute(
+        select(
+            Person.id,
+            Person.relay_contact_id,
+            Person.area_code,
+            Person.needs,
+            Person.name,
+            Person.phone,
+            Person.language,
+        ).where(Person.id.in_(wanted))
+    )
+    return {p.id: p for p in rows}
 
 
-def _plan_problem(d: Delivery | None, plans: Mapping[str, AckPlan]) -> str:
+def _plan_problem(d: Any, plans: Mapping[str, AckPlan]) -> str:
     if d is None:
         return "the delivery is gone"
     plan = plans.get(d.warning_id)

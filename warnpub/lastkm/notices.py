@@ -12,7 +12,10 @@ sent whatever state its warning is in: a review-deadline alert is about a pendin
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.clock import utcnow
@@ -78,3 +81,85 @@ async def send(
     await session.flush()
     log.info("notice queued", extra={"warning_id": warning_id, "kind": kind, "channel": channel})
     return notice, delivery
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeSpec:
+    """One notice of :func:`send_many` (the text may follow with :func:`set_texts`)."""
+
+    warning_id: str
+    kind: str
+    channel: str
+    address: str
+    text: str = ""
+    area_code: str = ""
+    person_id: int | None = None
+    language: str = "zh-CN"
+    priority: int = NOTICE_PRIORITY
+
+
+async def send_many(session: AsyncSession, specs: Sequence[NoticeSpec]) -> list[tuple[int, int]]:
+    """Like :func:`send` for many notices in two statements (no ORM objects): the notices,
+    then their deliveries. Returns ``(notice id, delivery id)`` in the order of ``specs``."""
+    if not specs:
+        return []
+    notice_ids = list(
+        (
+            await session.execute(
+                insert(Notice).returning(Notice.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "warning_id": n.warning_id,
+                        "kind": n.kind,
+                        "channel": n.channel,
+                        "address": n.address,
+                        "person_id": n.person_id,
+                        "text": n.text[: SMS_MAX if n.channel == "sms" else 2000],
+                    }
+                    for n in specs
+                ],
+            )
+        ).scalars()
+    )
+    now = utcnow()
+    delivery_ids = list(
+        (
+            await session.execute(
+                insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "warning_id": n.warning_id,
+                        "target_kind": NOTICE,
+                        "target_id": notice_id,
+                        "channel": n.channel,
+                        "stage": 0,
+                        "route": n.channel,
+                        "tier": 0,
+                        "priority": n.priority,
+                        "area_code": (n.area_code or "")[:12],
+                        "language": n.language,
+                        "state": "queued",
+                        "next_attempt_at": now,
+                    }
+                    for n, notice_id in zip(specs, notice_ids, strict=True)
+                ],
+            )
+        ).scalars()
+    )
+    log.info(
+        "notices queued",
+        extra={"count": len(specs), "kinds": sorted({n.kind for n in specs})},
+    )
+    return list(zip(notice_ids, delivery_ids, strict=True))
+
+
+async def set_texts(session: AsyncSession, texts: Mapping[int, str]) -> None:
+    """Set the text of notices by id (a text that needs the notice's own delivery id, such as a
+    visit list's signed link), in one statement."""
+    if not texts:
+        return
+    table = Notice.__table__  # Core: an executemany, not the ORM's bulk update by key
+    await session.execute(
+        update(table).where(table.c.id == bindparam("nid")).values(text=bindparam("body")),
+        [{"nid": nid, "body": body[:2000]} for nid, body in texts.items()],
+    )
