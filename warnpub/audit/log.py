@@ -4,6 +4,14 @@ Each entry's hash covers the previous entry's hash and the entry's own canonical
 altering or removing any entry breaks the chain from that point on. Appends lock the single
 ``audit_head`` row first (an UPDATE), which serialises writers on SQLite and PostgreSQL alike.
 An entry is written in the same transaction as the change it records.
+
+The log is kept for good, so it never stores a secret or a contact point: before an entry is
+hashed, credential-looking values (API keys, operator and board tokens, passwords, signatures —
+:func:`warnpub.logs.mask_secrets`) are replaced by ``***`` in the actor, the subject and the
+details, and phone numbers and e-mail addresses in the details keep only what
+:func:`warnpub.logs.mask` keeps. Details whose key names a secret (``password``, ``token``,
+``*_secret``, ``*_key`` but ``key_prefix``…) are dropped to ``***`` whatever they hold.
+People appear by id only (``person.forgotten``, ``escalation.step``).
 """
 
 from __future__ import annotations
@@ -18,9 +26,34 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.clock import iso, utcnow
+from warnpub.logs import SECRET_MASK, mask, mask_secrets
 from warnpub.storage.tables import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+# Detail keys whose values are secrets whatever they look like. ``key_prefix`` (the public
+# lookup part of an API key) and ``idempotency_key`` are not secrets.
+_SECRET_DETAIL = ("password", "passwd", "secret", "token", "api_key", "auth_value", "secret_key")
+_PUBLIC_DETAIL = frozenset({"key_prefix", "idempotency_key", "token_prefix"})
+
+
+def _secret_key(key: str) -> bool:
+    k = key.lower()
+    if k in _PUBLIC_DETAIL:
+        return False
+    return any(word in k for word in _SECRET_DETAIL) or k.endswith("_key")
+
+
+def scrub(value: Any, key: str = "") -> Any:
+    """``value`` (JSON-ready) with secrets and contact points masked, recursively."""
+    if key and _secret_key(key) and isinstance(value, str) and value:
+        return SECRET_MASK
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
 
 
 def _canonical(
@@ -64,7 +97,10 @@ async def append(
     ).one()
     seq, prev = int(row[0]), str(row[1])
     at = utcnow()
-    details = json.loads(json.dumps(details, default=str))
+    # Actor and subject are looked up verbatim (sign-in lock-out), so only secrets are hidden
+    # there; contact points in free text (reasons, messages) are masked in the details.
+    actor, subject = mask_secrets(actor), mask_secrets(subject)
+    details = scrub(json.loads(json.dumps(details, default=str)))
     digest = entry_hash(prev, seq, at, actor, action, subject, details)
     entry = AuditEntry(
         seq=seq,

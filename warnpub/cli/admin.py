@@ -12,6 +12,7 @@ from warnpub.auth import agencies, operators
 from warnpub.auth.secrets import generate_password
 from warnpub.cli.common import CLI_ACTOR, run, split_list, table, transaction
 from warnpub.config import Settings, show
+from warnpub.logs import mask
 
 
 def register(sub: Any) -> None:
@@ -116,7 +117,7 @@ def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 def _safe_url(settings: Settings) -> str:
     from warnpub.config import masked
 
-    return str(masked({"url": settings.database.url})["url"])
+    return mask(str(masked({"url": settings.database.url})["url"]))
 
 
 def agency_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -261,5 +262,10 @@ def cap_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def config_show(args: argparse.Namespace, settings: Settings) -> int:
-    print(show(settings))
+    # show() masks the secret keys ([security] secret_key, channel passwords, auth_value,
+    # callback_secret, webhook secret, signing_key, …) and the password of [database] url;
+    # mask() also hides credentials inside any other value (user:password@ in callback_url or
+    # batch_url, ?token=… query parameters, wpk_/wpt_/wpb_ credentials) and the supervisors'
+    # phone numbers and e-mail addresses.
+    print(mask(show(settings)))
     return 0

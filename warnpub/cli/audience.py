@@ -47,6 +47,51 @@ def register(sub: Any) -> None:
     )
     imp.set_defaults(handler=audience_import)
 
+    fg = au.add_parser(
+        "forget",
+        help="remove a person completely (name, numbers, replies); delivery counts are kept",
+        description=(
+            "Delete a person and every copy of their name, phone number and e-mail address "
+            "(routes, acknowledgements, visit tasks, notices, the replies they sent), in one "
+            "transaction. Their deliveries stay, pointing at no one, so every report counts "
+            "what it counted before. The audit log records the id only. Forgetting the same id "
+            "again changes nothing."
+        ),
+    )
+    fg.add_argument(
+        "person_id", metavar="ID", help="the person's id (as reports and the console show it)"
+    )
+    fg.set_defaults(handler=audience_forget)
+
+
+def audience_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from warnpub.audiences.forget import forget_person
+    from warnpub.cli.common import cli_actor, transaction
+
+    raw = str(args.person_id).strip()
+    if not raw.isascii() or not raw.isdigit() or int(raw) <= 0:
+        raise invalid(f"{args.person_id!r} is not a person id; give the number (e.g. 1234)")
+    person_id = int(raw)
+
+    async def body() -> int:
+        async with transaction(settings) as s:
+            done = await forget_person(s, person_id, actor=cli_actor())
+        if done.already:
+            print(f"person {person_id} was already forgotten; nothing changed")
+            return 0
+        kept = done.counts.get("deliveries", 0)
+        print(
+            f"person {person_id} forgotten: {kept} delivery row(s) kept for the statistics, "
+            + ", ".join(
+                f"{k.replace('_', ' ')} {v}"
+                for k, v in done.counts.items()
+                if v and k != "deliveries"
+            )
+        )
+        return 0
+
+    return run(body)
+
 
 def audience_import(args: argparse.Namespace, settings: Settings) -> int:
     path: Path = args.file

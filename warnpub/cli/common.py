@@ -16,6 +16,36 @@ from warnpub.storage.migrate import is_current
 
 CLI_ACTOR = "cli"
 
+UNMASKED_HELP = (
+    "show names and phone numbers in full (default: names to their first character, phone "
+    "numbers to their last four digits); for the duty officer who must call or visit people. "
+    "Recorded in the audit log"
+)
+
+
+def add_unmasked(parser: Any) -> None:
+    parser.add_argument("--unmasked", action="store_true", help=UNMASKED_HELP)
+
+
+def cli_actor() -> str:
+    """``cli:<login name>``: who ran a command, for the audit log."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return CLI_ACTOR
+    return f"{CLI_ACTOR}:{user[:60]}"
+
+
+async def record_unmasked(db: Database, command: str, subject: str, **details: Any) -> None:
+    """An audit entry for an export with names and phone numbers in full, committed before the
+    export is made: whoever took the people's data out is on record even if the export fails."""
+    from warnpub.audit.log import append
+
+    async with db.session() as session:
+        await append(session, cli_actor(), "export.unmasked", subject, command=command, **details)
+
 
 def run(body: Callable[[], Awaitable[int]]) -> int:
     return asyncio.run(body())

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warnpub.cli.common import database, run, split_list
+from warnpub.cli.common import add_unmasked, database, record_unmasked, run, split_list
 from warnpub.config import Settings
 from warnpub.drills.run import (
     approve_drill,
@@ -80,6 +80,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--html", type=Path, metavar="FILE", help="also write the report page")
     p.add_argument("--csv", type=Path, metavar="DIR", help="also write the report's CSV files")
+    add_unmasked(p)
     p.set_defaults(handler=drill_run)
 
 
@@ -106,7 +107,12 @@ def drill_run(args: argparse.Namespace, settings: Settings) -> int:
             await approve_drill(db, settings, drill, args.approvers or None, base=base)
             print(f"drill {drill.warning_id} approved; sending (waiting up to {wait_s:g} s)", flush=True)
             state = await wait_for_end(db, drill, wait_s)
-            text, written = await report_text(db, settings, drill, html=args.html, csv_dir=args.csv)
+            if args.unmasked:
+                await record_unmasked(db, "drill run", f"warning:{drill.warning_id}")
+            text, written = await report_text(
+                db, settings, drill, html=args.html, csv_dir=args.csv,
+                privacy="full" if args.unmasked else "export",
+            )
             lastkm = last_kilometre_lines(await last_kilometre(db, drill.warning_id))
         print("\n".join(summary_lines(drill)))
         if state != "completed":

@@ -20,6 +20,7 @@ from warnpub.cli import (
     visits,
 )
 from warnpub.config import Settings, load_settings
+from warnpub.logs import mask_secrets
 from warnpub.problems import Problem
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         return handler(args, settings)
     except Problem as problem:
-        print(f"error: {problem}", file=sys.stderr)
+        # An error never repeats a secret it was given (API keys, tokens, passwords in URLs).
+        print(f"error: {mask_secrets(str(problem))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warnpub.cli.common import database, run
+from warnpub.cli.common import add_unmasked, database, record_unmasked, run
 from warnpub.config import Settings
 from warnpub.problems import invalid
 from warnpub.reports import build_report
 from warnpub.reports.build import display_zone, unreached_list
+from warnpub.reports.privacy import EXPORT, FULL
 from warnpub.reports.render_csv import write_tables, write_unreached
 
 
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
         default=None,
         help="list the people and devices not reached (default: for drills only)",
     )
+    add_unmasked(p)
     p.set_defaults(handler=report_command)
 
 
@@ -68,9 +70,23 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
     _check_outputs(args)
     zone = display_zone(settings)
 
+    # What the command prints or writes may travel: names masked unless --unmasked.
+    privacy = FULL if args.unmasked else EXPORT
+
     async def body() -> int:
         async with database(settings) as db:
-            report = await build_report(db, settings, args.warning_id, unreached=args.unreached)
+            if args.unmasked:
+                await _check_warning(db, args.warning_id)
+                await record_unmasked(
+                    db,
+                    "report",
+                    f"warning:{args.warning_id}",
+                    csv=args.csv is not None,
+                    html=args.html is not None,
+                )
+            report = await build_report(
+                db, settings, args.warning_id, unreached=args.unreached, privacy=privacy
+            )
             if args.json:
                 print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
             else:
@@ -83,7 +99,8 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
                     path = args.csv / "unreached.csv"
                     async with db.reader() as s:
                         await write_unreached(
-                            unreached_list(s, settings, report.warning.id, None), path
+                            unreached_list(s, settings, report.warning.id, None, privacy=privacy),
+                            path,
                         )
                     written.append(path)
                 print(f"wrote {len(written)} CSV files to {args.csv}", file=sys.stderr)
@@ -95,3 +112,11 @@ def report_command(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return run(body)
+
+
+async def _check_warning(db: Any, warning_id: str) -> None:
+    """A 404 for an unknown warning before anything is written (the audit entry)."""
+    from warnpub.reports.build import load_warning
+
+    async with db.reader() as s:
+        await load_warning(s, warning_id)

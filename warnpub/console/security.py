@@ -41,7 +41,7 @@ def csrf_token(settings: Settings, bound_to: str, purpose: str = "session") -> s
 def csrf_ok(settings: Settings, bound_to: str | None, given: str, purpose: str = "session") -> bool:
     if not bound_to or not given:
         return False
-    return hmac.compare_digest(csrf_token(settings, bound_to, purpose), given)
+    return hmac.compare_digest(csrf_token(settings, bound_to, purpose).encode(), given.encode())
 
 
 def secure_cookies(settings: Settings) -> bool:

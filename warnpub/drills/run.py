@@ -267,21 +267,28 @@ async def report_text(
     *,
     html: Path | None = None,
     csv_dir: Path | None = None,
+    privacy: str = "export",
 ) -> tuple[str, list[Path]]:
-    """The drill report as text (the unreached list included), and the files written."""
+    """The drill report as text (the unreached list included), and the files written. The
+    after-action list is an export: names to their first character and phone numbers to their
+    last four digits unless ``privacy`` is ``full`` (:mod:`warnpub.reports.privacy`)."""
     from warnpub.reports import build_report
     from warnpub.reports.build import display_zone, unreached_list
+    from warnpub.reports.privacy import LEVELS
     from warnpub.reports.render_csv import write_tables, write_unreached
     from warnpub.reports.render_text import render
 
+    level = next(p for p in LEVELS if p == privacy)
     zone = display_zone(settings)
-    report = await build_report(db, settings, drill.warning_id, unreached=True)
+    report = await build_report(db, settings, drill.warning_id, unreached=True, privacy=level)
     written: list[Path] = []
     if csv_dir is not None:
         written += await asyncio.to_thread(_write_tables, report, csv_dir, write_tables)
         path = csv_dir / "unreached.csv"
         async with db.reader() as s:
-            await write_unreached(unreached_list(s, settings, drill.warning_id, None), path)
+            await write_unreached(
+                unreached_list(s, settings, drill.warning_id, None, privacy=level), path
+            )
         written.append(path)
     if html is not None:
         from warnpub.reports.render_html import render as render_html

@@ -52,7 +52,7 @@ def split(token_text: str) -> tuple[int, str] | None:
 
 
 def verify(link_key: str, delivery_id: int, sig: str) -> bool:
-    return hmac.compare_digest(signature(link_key, delivery_id), sig)
+    return hmac.compare_digest(signature(link_key, delivery_id).encode(), sig.encode())
 
 
 def url(public_url: str, link_key: str, delivery_id: int) -> str:

@@ -17,6 +17,8 @@ from warnpub.problems import not_found
 from warnpub.reports import query
 from warnpub.reports.clocks import Facts, evaluate
 from warnpub.reports.model import Attempt, Counts, Report, Row, Unreached, WarningInfo
+from warnpub.reports.privacy import FORGOTTEN, OPERATOR, Privacy, error_text, person_name
+from warnpub.reports.privacy import phone as masked_phone
 from warnpub.reports.timing import milestones, needed_ranks, series, tier_times
 from warnpub.storage.engine import Database
 from warnpub.storage.tables import WarningRecord
@@ -71,10 +73,16 @@ def _rows(counts: Mapping[str, Counts], names: Mapping[str, str]) -> list[Row]:
 
 
 async def build_report(
-    db: Database, settings: Settings, warning_id: str, *, unreached: bool | None = None
+    db: Database,
+    settings: Settings,
+    warning_id: str,
+    *,
+    unreached: bool | None = None,
+    privacy: Privacy = OPERATOR,
 ) -> Report:
     """The coverage-and-time report. The unreached list is included for drills (CAP status
-    Exercise) and, with ``unreached=True``, for any warning; ``False`` leaves it out."""
+    Exercise) and, with ``unreached=True``, for any warning; ``False`` leaves it out. Names and
+    phone numbers in it are shown as ``privacy`` says (:mod:`warnpub.reports.privacy`)."""
     started = time.perf_counter()
     cfg = settings.reports
     async with db.reader() as s:
@@ -88,7 +96,7 @@ async def build_report(
             needs = await query.by_needs(s, src)
             channels = await query.by_channel(s, src)
             ranked, wanted, listed = await _times_and_list(
-                s, settings, info, src, kinds, tiers, unreached
+                s, settings, info, src, kinds, tiers, unreached, privacy
             )
         names = await query.area_names(s, sorted(set(towns) | set(villages)))
     everyone = combined(kinds)
@@ -167,6 +175,7 @@ async def _times_and_list(
     kinds: Mapping[str, query.Totals],
     tiers: Mapping[int, Counts],
     unreached: bool | None,
+    privacy: Privacy = OPERATOR,
 ) -> tuple[list[query.Ranked], tuple[set[int], dict[int, set[int]]], list[Unreached] | None]:
     total = combined(kinds).counts
     wanted = needed_ranks(total.targeted, total.delivered, tiers, settings.reports.chart_points)
@@ -175,7 +184,9 @@ async def _times_and_list(
     include = info.drill if unreached is None else unreached
     listed = None
     if include:
-        rows = unreached_list(s, settings, info.id, settings.reports.unreached_limit, src)
+        rows = unreached_list(
+            s, settings, info.id, settings.reports.unreached_limit, src, privacy=privacy
+        )
         listed = [u async for u in rows]
     return ranked, wanted, listed
 
@@ -186,39 +197,44 @@ async def unreached_list(
     warning_id: str,
     limit: int | None,
     src: query.Sources | None = None,
+    *,
+    privacy: Privacy = OPERATOR,
 ) -> AsyncIterator[Unreached]:
-    """Unreached targets with what was tried. Phone numbers and e-mail addresses are masked
-    wherever they could appear: the phone column, error texts, and names typed into rosters."""
+    """Unreached targets with what was tried. Unless ``privacy`` is ``full``, phone numbers
+    and e-mail addresses are masked wherever they could appear: the phone column, error texts,
+    and names typed into rosters; ``export`` also cuts names to their first character."""
     current: Unreached | None = None
     groups = settings.audiences.tiers
     async for r in query.unreached_rows(session, warning_id, limit, src):
         if current is None or (current.kind, current.id) != (r.kind, r.target_id):
             if current is not None:
                 yield current
-            current = _target(r, groups)
+            current = _target(r, groups, privacy)
         current.attempts.append(
-            Attempt(r.channel, r.stage, r.state, r.attempts, mask(r.error)[:300])
+            Attempt(r.channel, r.stage, r.state, r.attempts, error_text(r.error, privacy))
         )
     if current is not None:
         yield current
 
 
-def _target(r: query.UnreachedRow, groups: Sequence[str]) -> Unreached:
+def _target(r: query.UnreachedRow, groups: Sequence[str], privacy: Privacy = OPERATOR) -> Unreached:
     tier_name = groups[r.tier] if 0 <= r.tier < len(groups) else f"tier {r.tier}"
     if r.kind == "person":
+        # A forgotten person's rows point at no one (warnpub.audiences.forget).
+        forgotten = r.person_name is None and r.target_id < 0
         return Unreached(
             kind="person",
             id=r.target_id,
             external_id=r.person_external_id,
-            name=mask(r.person_name or ""),
+            name=FORGOTTEN if forgotten else person_name(r.person_name, privacy),
             role=r.role or "",
             area_code=r.area_code,
             area_name=r.area_name or "",
             tier=r.tier,
             tier_name=tier_name,
             needs=need_names(r.needs or 0),
-            phone=mask_phone(r.phone),
-            relay_contact=mask(r.relay_name or ""),
+            phone=masked_phone(r.phone, privacy),
+            relay_contact=person_name(r.relay_name, privacy),
         )
     return Unreached(
         kind="device",

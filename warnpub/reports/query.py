@@ -27,6 +27,7 @@ from sqlalchemy import (
     TableClause,
     and_,
     case,
+    cast,
     column,
     func,
     literal_column,
@@ -75,6 +76,19 @@ def _time(expr: ColumnElement[Any]) -> ColumnElement[datetime]:
 
 
 FLAGS = ("sent", "reached", "acked", "ack_expected", "open")
+# A forgotten person (warnpub.audiences.forget) has no row in ``people`` any more: its
+# deliveries point at the negative of its old id and their ``route`` is ``forgotten:<needs>``,
+# the only thing kept of it, so that the counts per needs group stay what they were.
+FORGOTTEN_ROUTE = "forgotten:"
+FORGOTTEN_NEEDS = func.max(
+    case(
+        (
+            func.substr(D.c.route, literal_column("1"), literal_column(str(len(FORGOTTEN_ROUTE))))
+            == literal_column(f"'{FORGOTTEN_ROUTE}'"),
+            cast(func.substr(D.c.route, literal_column(str(len(FORGOTTEN_ROUTE) + 1))), Integer),
+        ),
+    )
+)
 
 
 def per_target(warning_id: str, *, by_channel: bool = False) -> Select[Any]:
@@ -95,6 +109,7 @@ def per_target(warning_id: str, *, by_channel: bool = False) -> Select[Any]:
             _time(func.min(D.c.sent_at)).label("sent_at"),
             _time(func.min(REACHED_AT)).label("reached_at"),
             _time(func.max(D.c.acknowledged_at)).label("acked_at"),
+            FORGOTTEN_NEEDS.label("fneeds"),
         )
         # Notices (escalation alerts, answers to replies) are about a warning, not its targets.
         .where(D.c.warning_id == warning_id, D.c.target_kind != "notice")
@@ -113,6 +128,7 @@ def regroup(tc: FromClause) -> Select[Any]:
         _time(func.min(tc.c.sent_at)).label("sent_at"),
         _time(func.min(tc.c.reached_at)).label("reached_at"),
         _time(func.max(tc.c.acked_at)).label("acked_at"),
+        func.max(tc.c.fneeds).label("fneeds"),
     ).group_by(tc.c.kind, tc.c.tid)
 
 
@@ -129,6 +145,7 @@ def _shape(name: str, *, by_channel: bool) -> TableClause:
         column("sent_at", UTCDateTime),
         column("reached_at", UTCDateTime),
         column("acked_at", UTCDateTime),
+        column("fneeds", Integer),
     )
 
 
@@ -271,19 +288,26 @@ async def by_needs(session: AsyncSession, src: Sources) -> dict[int, Counts]:
     """People by need flag (a person with two needs counts in both rows); 0 = no special needs.
 
     The flags are a small derived table (``SELECT 1 AS bit UNION ALL …``) joined with
-    ``needs & bit``, so one statement counts every group."""
+    ``needs & bit``, so one statement counts every group. A forgotten person counts with the
+    needs its deliveries kept (``fneeds``)."""
     t = src.targets
     bits = union_all(
         *(select(literal_column(str(int(b))).label("bit")) for b in (NO_NEEDS, *Need))
     ).subquery("n")
-    joined = t.join(P, and_(t.c.kind == "person", P.c.id == t.c.tid)).join(
+    needs = func.coalesce(P.c.needs, t.c.fneeds, type_=Integer)
+    joined = t.outerjoin(P, and_(t.c.kind == "person", P.c.id == t.c.tid)).join(
         bits,
         or_(
-            P.c.needs.bitwise_and(bits.c.bit) != 0,
-            and_(bits.c.bit == NO_NEEDS, P.c.needs == 0),
+            needs.bitwise_and(bits.c.bit) != 0,
+            and_(bits.c.bit == NO_NEEDS, needs == 0),
         ),
     )
-    stmt = select(bits.c.bit.label("key"), *_sums(t)).select_from(joined).group_by(bits.c.bit)
+    stmt = (
+        select(bits.c.bit.label("key"), *_sums(t))
+        .select_from(joined)
+        .where(t.c.kind == "person")
+        .group_by(bits.c.bit)
+    )
     return await _grouped(session, stmt)
 
 
@@ -373,7 +397,7 @@ async def unreached_rows(
     kind, id), streamed in batches: a drill of a million people is never held in memory.
     With ``limit``, at most that many targets; with ``src``, read from its condensed rows."""
     t = src.targets if src is not None else per_target(warning_id).subquery("t")
-    targets = select(t.c.kind, t.c.tid, t.c.tier, t.c.area_code).where(_unreached(t))
+    targets = select(t.c.kind, t.c.tid, t.c.tier, t.c.area_code, t.c.fneeds).where(_unreached(t))
     if limit is not None:
         targets = targets.order_by(t.c.area_code, t.c.tier, t.c.kind, t.c.tid).limit(limit)
     u = targets.subquery("u")
@@ -393,7 +417,7 @@ async def unreached_rows(
             P.c.name.label("person_name"),
             P.c.external_id.label("person_external_id"),
             P.c.role,
-            P.c.needs,
+            func.coalesce(P.c.needs, u.c.fneeds, type_=Integer).label("needs"),
             P.c.phone,
             relay.c.name.label("relay_name"),
             DEV.c.name.label("device_name"),
