@@ -164,6 +164,14 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiosqlite's DEBUG lines print every SQL parameter (names, numbers, password hashes).
-    for noisy in ("apscheduler", "aiohttp.access", "alembic", "aiosqlite"):
+    quiet_libraries()
+
+
+# aiosqlite's DEBUG lines print every SQL parameter (names, numbers, password hashes).
+QUIET = ("apscheduler", "aiohttp.access", "alembic", "aiosqlite")
+
+
+def quiet_libraries() -> None:
+    """Hold the libraries that log too much, or log data, at WARNING whatever the level."""
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel("WARNING")

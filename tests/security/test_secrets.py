@@ -27,7 +27,7 @@ from warnpub.cli.main import main
 from warnpub.config import load_settings
 from warnpub.console import security
 from warnpub.lastkm import links
-from warnpub.logs import JsonFormatter, MaskingTextFormatter, mask
+from warnpub.logs import JsonFormatter, MaskingTextFormatter, mask, quiet_libraries
 from warnpub.storage.engine import Database
 from warnpub.storage.tables import AgencyKey, AuditEntry, OperatorToken
 
@@ -55,6 +55,8 @@ def logs():
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    # As warnpub.logs.setup leaves them, whatever the level (a test run may have changed them).
+    quiet_libraries()
     yield handler
     root.removeHandler(handler)
     root.setLevel(old_level)
@@ -137,17 +139,42 @@ async def test_failed_and_successful_logins_leak_no_password_or_token(
     assert r.status == 200
     token = (await r.json())["token"]
     # Someone pastes a token (or a key) into the username field: the audit entry of the
-    # failed attempt keeps only "wpt_***".
+    # failed attempt names it by a digest only (no operator has that name).
     r = await app_client.post("/api/v1/auth/login", json={"username": token, "password": wrong})
     assert r.status == 401
     audit = await audit_text(db)
-    assert "login.failed" in audit and "wpt_***" in audit
+    assert "login.failed" in audit and "operator:unknown-" in audit
     everything = "\n".join([refused, *logs.lines, audit])
     for secret in (wrong, PASSWORD, token, token.removeprefix("wpt_")):
         assert_nowhere(secret, everything)
     async with db.reader() as s:
         hashes = [t.token_hash for t in (await s.execute(select(OperatorToken))).scalars()]
     assert auth_secrets.sha256_hex(token) in hashes and token not in hashes
+
+
+@pytest.mark.postgres
+async def test_a_password_typed_as_the_username_is_never_stored_yet_still_locks_out(
+    app_client, db, settings, logs
+):
+    """People type their password into the username field: a username that is no operator's
+    is audited as a digest, and its failures still count towards the lock-out."""
+    await seed(db, settings)
+    typed = "My-Own-Password-1984"
+    limit = settings.console.max_failed_logins
+    for _ in range(limit):
+        r = await app_client.post("/api/v1/auth/login", json={"username": typed, "password": "x"})
+        assert r.status == 401
+    r = await app_client.post("/api/v1/auth/login", json={"username": typed, "password": "x"})
+    assert r.status == 429, await r.text()
+    assert_nowhere(typed, await r.text())
+    audit = await audit_text(db)
+    assert audit.count("login.failed") >= limit and "login.locked" in audit
+    assert "unknown-" in audit
+    assert_nowhere(typed, "\n".join([*logs.lines, audit]))
+    # A real operator's name is still written as it is, so an admin can read who was refused.
+    r = await app_client.post("/api/v1/auth/login", json={"username": "duty1", "password": "x"})
+    assert r.status == 401
+    assert "operator:duty1" in await audit_text(db)
 
 
 @pytest.mark.postgres

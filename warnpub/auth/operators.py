@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 
@@ -68,9 +69,8 @@ async def login(
         .first()
     )
     if op is None or not op.active or not check_password(password, op.password_hash):
-        await audit(
-            session, f"anonymous:{username[:64]}", "login.failed", f"operator:{username[:64]}"
-        )
+        name = username[:64] if op is not None else unknown_name(username)
+        await audit(session, f"anonymous:{name}", "login.failed", f"operator:{name}")
         return None
     token, token_hash = issue_token()
     assert op.id is not None
@@ -83,6 +83,21 @@ async def login(
     )
     await audit(session, f"operator:{op.username}", "login", f"operator:{op.username}")
     return op, token
+
+
+def unknown_name(username: str) -> str:
+    """How a sign-in with a username that is no operator's is named in the audit log: a digest,
+    never the text — people type their password into the username field. The same text gives
+    the same digest, so its failures are still counted for the lock-out."""
+    digest = hashlib.sha256(b"warnpub-unknown-username\0" + username.encode()).hexdigest()
+    return f"unknown-{digest[:16]}"
+
+
+async def audit_name(session: AsyncSession, username: str) -> str:
+    """The username as the audit log names it: itself when it is an operator's, else
+    :func:`unknown_name`."""
+    found = await session.execute(select(Operator.id).where(Operator.username == username))
+    return username[:64] if found.first() is not None else unknown_name(username)
 
 
 async def issue_operator_token(
@@ -115,7 +130,7 @@ async def locked_until(
     for the username within ``window`` lock it for ``lockout`` from the last of them. Only
     failures after the last successful ``login`` count.
     """
-    subject = f"operator:{username[:64]}"
+    subject = f"operator:{await audit_name(session, username)}"
     now = utcnow()
     since = now - window - lockout
     last_ok = (

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from warnpub.api.context import services
 from warnpub.audit.log import append as audit
-from warnpub.auth.operators import locked_until, login
+from warnpub.auth.operators import audit_name, locked_until, login
 from warnpub.console.pages import Ctx, page, read_form, render, see_other
 from warnpub.console.routes import FORM, HTML, SESSION, routes
 from warnpub.console.security import (
@@ -100,7 +100,8 @@ async def console_login(request: web.Request) -> web.StreamResponse:
             lockout=timedelta(minutes=cfg.lockout_minutes),
         )
         if until is not None:
-            await audit(session, f"anonymous:{username}", "login.locked", f"operator:{username}")
+            name = await audit_name(session, username)
+            await audit(session, f"anonymous:{name}", "login.locked", f"operator:{name}")
             result = None
         else:
             result = await login(session, username, password, svc.settings.security.token_ttl_minutes)
