@@ -61,6 +61,7 @@ HEADER_SEARCH_ROWS = 10
 PROGRESS_EVERY = 1000
 
 MAX_NAME, MAX_EXTERNAL_ID, MAX_EMAIL, MAX_NOTE = 100, 64, 254, 500
+MAX_QUOTED = 80  # longer cells are shortened where an error message quotes them
 NO_NEEDS = frozenset({"无", "-", "—", "none"})
 TRUE_WORDS = frozenset({"是", "yes", "y", "1", "true"})
 FALSE_WORDS = frozenset({"否", "no", "n", "0", "false"})
@@ -546,8 +547,9 @@ def parse_phone(text: str, region: str) -> str:
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
+        shown = mask_phone(text) if len(text) <= MAX_QUOTED else shortened(mask_phone(text))
         raise BadValue(
-            f"invalid phone number {mask_phone(text)}: write an 11-digit mobile number, a landline "
+            f"invalid phone number {shown}: write an 11-digit mobile number, a landline "
             f"with its area code, or the number with +country code (read as {region} otherwise)"
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -588,6 +590,14 @@ def parse_language(text: str) -> str:
     if not _LANGUAGE.match(value):
         raise BadValue(f"'{value}' is not a language tag: write one such as zh-CN, en or bo")
     return value
+
+
+def shortened(value: str) -> str:
+    """A cell as an error message quotes it: whole, or its start and its length when long (a
+    message stays readable, and masking it stays quick)."""
+    if len(value) <= MAX_QUOTED:
+        return value
+    return f"{value[: MAX_QUOTED // 2]}… ({len(value)} characters)"
 
 
 def limited(text: str, limit: int, label: str) -> str:
@@ -637,6 +647,9 @@ class RowChecker:
         errors: list[RowError] = []
 
         def bad(name: str, message: str) -> None:
+            for cell in cells:  # a huge cell is quoted by its start and its length
+                if len(cell) > MAX_QUOTED:
+                    message = message.replace(cell, shortened(cell))
             errors.append(RowError(number, name, self.columns.label(name), message))
 
         values: dict[str, Any] = {}

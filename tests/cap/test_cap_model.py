@@ -120,7 +120,7 @@ def test_cap_text_helpers() -> None:
         parse_polygon("1_0,2")
     assert Circle.from_cap("32.9525,-115.5527 0").as_cap() == "32.9525,-115.5527 0.0"
     assert decimal_text(1e-7) == "0.0000001"
-    assert decimal_text(-0.0) == "0"
+    assert decimal_text(-0.0) == decimal_text(0.0) == "0.0"
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from warnpub.api.bodies import too_large
 from warnpub.api.context import caller_of, services
 from warnpub.api.routes import RouteTable
 from warnpub.auth.callers import require_operator
 from warnpub.lastkm import texts
 from warnpub.lastkm.link_page import LinkExpired, LinkInvalid, LinkView, confirm, view
 from warnpub.lastkm.visit_list import visits_by_village
+from warnpub.problems import FieldError, bad_request
 from warnpub.render.templates import environment
 from warnpub.render.words import primary
 
@@ -121,12 +123,14 @@ async def ack_page(request: web.Request) -> web.Response:
 async def ack_confirm(request: web.Request) -> web.Response:
     svc = services(request)
     if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        return web.Response(status=413, text="form too large")
+        raise too_large(request.content_length, MAX_FORM_BYTES)
     form = await request.post()
     try:
         numbers = sorted({int(str(n)) for n in form.getall("reached", [])})
     except ValueError:
-        return web.Response(status=400, text="reached: give the numbers on your list")
+        raise bad_request(
+            "reached: give the numbers on your list", [FieldError("reached", "whole numbers")]
+        ) from None
     token = request.match_info["token"]
     try:
         async with svc.db.session() as session:

@@ -42,10 +42,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The body, refused with 413 once it passes ``limit`` bytes (also when sent chunked)."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(request.content_length, limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit or not request.content.at_eof():
-        raise too_large(None, limit)
-    return body
+    # read(n) returns what has arrived so far (up to n bytes), not n bytes: read until the end.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large(None, limit)
+    return b"".join(chunks)
 
 
 def too_large(size: int | None, limit: int) -> Problem:

@@ -6,10 +6,11 @@ import json
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from warnpub.api.context import services
 from warnpub.clock import new_id
-from warnpub.problems import Problem
+from warnpub.problems import Problem, bad_request
 
 log = logging.getLogger("warnpub.api")
 PROBLEM_TYPE = "application/problem+json"
@@ -41,6 +42,12 @@ async def problems(request: web.Request, handler: web.Handler) -> web.StreamResp
                 f"the request body is over the limit of {limit} bytes",
                 "body-too-large",
             )
+        )
+    except HttpProcessingError as exc:
+        # A body aiohttp cannot read while the handler reads it (say, a multipart form with a
+        # malformed part header): the client's fault, said in the parser's words.
+        return problem_response(
+            bad_request(f"the request body could not be read: {exc.message}; send it again")
         )
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -73,7 +73,10 @@ class RouteTable:
             if params:
                 op["parameters"] = params
             if r.request:
-                op["requestBody"] = {"required": True, "content": r.request}
+                # Either the content map alone (a required body) or a whole Request Body Object
+                # ({"required": False, "content": {...}}) for a body that may be left out.
+                body = r.request if "content" in r.request else {"content": r.request}
+                op["requestBody"] = {"required": True, **body}
             ok = r.response or {
                 "200": {
                     "description": "OK",
@@ -81,10 +84,22 @@ class RouteTable:
                 }
             }
             op["responses"].update(ok)
-            for status in sorted(set(r.errors) | ({401, 403} if r.auth != "none" else set())):
+            errors = set(r.errors) | ({401, 403} if r.auth != "none" else set())
+            error_content: dict[str, Any] = {"application/problem+json": {"schema": PROBLEM}}
+            if _is_page(ok) or r.path.startswith("/console/"):
+                # A page answers its refusals with an HTML page a person can read; the problem
+                # middleware still answers what happens before the handler (413, 5xx) as JSON.
+                error_content = {"text/html": {"schema": {"type": "string"}}, **error_content}
+            if r.path.startswith("/console/"):
+                # Every console page: the sign-in redirect (303), and the refusals its page
+                # wrapper renders as HTML (warnpub.console.pages.page) or the middleware answers.
+                errors |= _CONSOLE_ERRORS
+                if r.auth != "none":
+                    op["responses"].setdefault("303", _SIGN_IN)
+            for status in sorted(errors):
                 op["responses"][str(status)] = {
                     "description": _REASONS.get(status, "Error"),
-                    "content": {"application/problem+json": {"schema": PROBLEM}},
+                    "content": error_content,
                 }
             paths.setdefault(r.path, {})[r.method.lower()] = op
         return {
@@ -108,6 +123,17 @@ class RouteTable:
         }
 
 
+def _is_page(responses: dict[str, Any]) -> bool:
+    return any("text/html" in answer.get("content", {}) for answer in responses.values())
+
+
+_CONSOLE_ERRORS = {400, 403, 404, 409, 410, 413, 422}
+_SIGN_IN = {
+    "description": "Not signed in: see /console/login (the Location header)",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+}
+
+
 def _path_params(path: str) -> list[str]:
     return re.findall(r"\{([_a-zA-Z]\w*)", path)
 
@@ -118,7 +144,9 @@ _REASONS = {
     403: "Outside the caller's role or scope",
     404: "Not found",
     409: "Conflict with the current state",
+    410: "Gone",
     413: "Body too large",
     415: "Unsupported content type",
     422: "Breaks a rule",
+    429: "Too many attempts; locked for a while",
 }

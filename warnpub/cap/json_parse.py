@@ -1,6 +1,7 @@
 """JSON warnings (the documented schema is ``Alert.model_json_schema()``) into the model.
 
-400 ``malformed`` when the bytes are not JSON (or repeat a key, or use NaN/Infinity); 422 with
+400 ``malformed`` when the bytes are not JSON (or repeat a key, or use NaN/Infinity); 422
+``cap-too-large`` past :data:`MAX_VALUES` values; 422 with
 one :class:`FieldError` per problem, at a dotted path such as ``infos.0.expires``, otherwise.
 """
 
@@ -16,6 +17,8 @@ from warnpub.cap.model import Alert
 from warnpub.problems import FieldError, bad_request, invalid
 
 _SET_BY_WARNPUB = frozenset({"has_signature"})
+# As many as the XML parser's element limit (warnpub.cap.xml_parse.MAX_ELEMENTS).
+MAX_VALUES = 10_000
 _JSON_TYPES = {"list": "an array", "str": "a string", "int": "a number", "float": "a number",
                "bool": "true or false", "NoneType": "null"}  # fmt: skip
 
@@ -53,6 +56,20 @@ def load_json(data: bytes) -> Any:
         raise bad_request("the JSON is nested too deeply") from None
 
 
+def _count_values(obj: Any, stop: int) -> int:
+    """How many JSON values (objects, arrays, strings, numbers…) ``obj`` holds, counting no
+    further than ``stop``: checked before validation, whose time (and error list) grows with it."""
+    seen, pending = 0, [obj]
+    while pending and seen < stop:
+        value = pending.pop()
+        seen += 1
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return seen
+
+
 def parse_alert_json(data: bytes | dict[str, Any]) -> Alert:
     """Read one alert from JSON bytes or an already-decoded object."""
     obj = load_json(data) if isinstance(data, bytes | bytearray) else data
@@ -66,6 +83,12 @@ def parse_alert_json(data: bytes | dict[str, Any]) -> Alert:
                 )
             ],
         )
+    if _count_values(obj, MAX_VALUES + 1) > MAX_VALUES:
+        message = (
+            f"the alert has more than {MAX_VALUES} JSON values; a CAP alert needs a few hundred "
+            "at most: send several alerts, or fewer geocodes per area"
+        )
+        raise invalid(message, [FieldError("body", message)], kind="cap-too-large")
     own = sorted(_SET_BY_WARNPUB & obj.keys())
     if own:
         raise invalid(

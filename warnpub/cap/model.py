@@ -111,8 +111,9 @@ def cap_datetime(value: datetime) -> str:
 
 def decimal_text(value: float) -> str:
     """Write a number as an xs:decimal (never in exponent notation)."""
-    text = format(Decimal(repr(value)), "f")
-    return "0" if text in ("-0", "-0.0") else text
+    # -0.0 as 0.0 (not "-0.0", nor "0"): equal numbers are written alike, so that writing,
+    # reading and writing again gives the same bytes.
+    return format(Decimal(repr(abs(value) if value == 0 else value)), "f")
 
 
 def _parse_decimal(text: str, what: str) -> float:
@@ -207,6 +208,11 @@ class NamedValue(CapModel):
     value: Text = Field(description="CAP <value>: the value in that scheme (may be empty).")
 
 
+# Identifiers and senders name a message (GB/T 35965.1's are about 40 characters); they are
+# looked up, audited and logged, so a megabyte of one is refused before any of that.
+MAX_NAME_LENGTH = 256
+
+
 def _reference_token(value: str) -> str:
     if not value or any(char.isspace() or char == "," for char in value):
         raise ValueError(
@@ -219,10 +225,10 @@ class Reference(CapModel):
     """An earlier alert this one names, as CAP writes it: ``sender,identifier,sent``."""
 
     sender: Annotated[Text, AfterValidator(_reference_token)] = Field(
-        description="The <sender> of the earlier alert."
+        max_length=MAX_NAME_LENGTH, description="The <sender> of the earlier alert."
     )
     identifier: Annotated[Text, AfterValidator(_reference_token)] = Field(
-        description="The <identifier> of the earlier alert."
+        max_length=MAX_NAME_LENGTH, description="The <identifier> of the earlier alert."
     )
     sent: CapDateTime = Field(
         description=f"The <sent> time of the earlier alert, e.g. {CAP_DATETIME_EXAMPLE}."
@@ -386,9 +392,13 @@ class Alert(CapModel):
     """A CAP 1.2 <alert>: one warning message with its info blocks."""
 
     identifier: Text = Field(
-        description="CAP <identifier>: unique for this sender; no spaces, commas, < or &."
+        max_length=MAX_NAME_LENGTH,
+        description="CAP <identifier>: unique for this sender; no spaces, commas, < or &.",
     )
-    sender: Text = Field(description="CAP <sender>: who sends it; no spaces, commas, < or &.")
+    sender: Text = Field(
+        max_length=MAX_NAME_LENGTH,
+        description="CAP <sender>: who sends it; no spaces, commas, < or &.",
+    )
     sent: CapDateTime = Field(
         description=f"CAP <sent>: when it was sent, with a UTC offset, e.g. {CAP_DATETIME_EXAMPLE}."
     )

@@ -65,6 +65,9 @@ def _refuse_hostile(data: bytes) -> None:
         raise bad_request(FORBIDDEN_MESSAGE, kind="xml-forbidden") from None
     except ParseError as exc:
         raise _malformed(data, exc) from None
+    except LookupError:  # expat was asked for a charset Python does not know
+        encoding = _declared_encoding(data)
+        raise bad_request(f"the XML declares an unknown encoding {encoding!r}; use UTF-8") from None
 
 
 def _defused_parse(data: bytes) -> None:

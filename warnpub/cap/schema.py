@@ -40,23 +40,84 @@ def schema_errors(root: etree._Element) -> list[FieldError]:
         if schema.validate(root):
             return []
         entries = list(schema.error_log)
-    nodes = _nodes_by_path(root)
-    errors: list[FieldError] = []
+    paths = _ErrorPaths(root)
+    # In order, without repeats, in linear time: a hostile document can carry tens of thousands
+    # of errors (one per attribute, one per empty sibling).
+    unique: dict[FieldError, None] = {}
     for entry in entries:
-        node = nodes.get(entry.path or "")
-        field = element_path(node) if node is not None else "alert"
-        error = FieldError(field, f"{plain_message(entry.message)} (line {entry.line})")
-        if error not in errors:
-            errors.append(error)
+        unique.setdefault(
+            FieldError(
+                paths.get(entry.path or ""), f"{plain_message(entry.message)} (line {entry.line})"
+            )
+        )
+    errors = list(unique)
     if len(errors) > MAX_ERRORS:
         hidden = len(errors) - MAX_ERRORS
         errors = [*errors[:MAX_ERRORS], FieldError("alert", f"… and {hidden} more schema errors")]
     return errors
 
 
-def _nodes_by_path(root: etree._Element) -> dict[str, etree._Element]:
-    tree = root.getroottree()
-    return {tree.getpath(node): node for node in root.iter(etree.Element)}
+_STEP = re.compile(r"(?P<name>\*|[^/\[\]]+)(?:\[(?P<index>[0-9]+)\])?")
+
+
+class _ErrorPaths:
+    """libxml2's error paths (``/*/*[12]/*[3]``, or ``name[2]`` steps for elements in no
+    namespace) as CAP element paths (``alert/info[2]/area[1]``).
+
+    Each parent's children are listed once and each path worked out once, so the cost is linear
+    in the size of the document however many errors point into it (``tree.getpath`` and
+    :func:`element_path` both scan the siblings of every node they are asked about).
+    """
+
+    def __init__(self, root: etree._Element) -> None:
+        self._root = root
+        self._found: dict[str, tuple[etree._Element, str] | None] = {}
+        self._children: dict[tuple[str, str], list[tuple[etree._Element, str]]] = {}
+
+    def get(self, xpath: str) -> str:
+        found = self._resolve(xpath)
+        return found[1] if found is not None else "alert"
+
+    def _resolve(self, xpath: str) -> tuple[etree._Element, str] | None:
+        if xpath in self._found:
+            return self._found[xpath]
+        result: tuple[etree._Element, str] | None = None
+        parent_path, _, step = xpath.rpartition("/")
+        match = _STEP.fullmatch(step)
+        if match is not None:
+            index = int(match["index"] or 1) - 1
+            if parent_path == "":
+                if index == 0 and self._matches(self._root, match["name"]):
+                    result = (self._root, etree.QName(self._root).localname)
+            elif (parent := self._resolve(parent_path)) is not None:
+                kids = self._named_children(parent_path, parent, match["name"])
+                result = kids[index] if 0 <= index < len(kids) else None
+        self._found[xpath] = result
+        return result
+
+    @staticmethod
+    def _matches(node: etree._Element, name: str) -> bool:
+        if name == "*":
+            return True
+        qname = etree.QName(node)
+        local = name.rpartition(":")[2]
+        return qname.localname == local and (qname.namespace is None) == (":" not in name)
+
+    def _named_children(
+        self, key: str, parent: tuple[etree._Element, str], name: str
+    ) -> list[tuple[etree._Element, str]]:
+        if (key, name) not in self._children:
+            node, path = parent
+            seen: dict[str, int] = {}
+            kids = []
+            for child in node.iterchildren(etree.Element):
+                local = etree.QName(child).localname
+                seen[child.tag] = seen.get(child.tag, 0) + 1
+                step = f"{local}[{seen[child.tag]}]" if local in REPEATING_TAGS else local
+                if self._matches(child, name):
+                    kids.append((child, f"{path}/{step}"))
+            self._children[(key, name)] = kids
+        return self._children[(key, name)]
 
 
 def element_path(node: etree._Element) -> str:

@@ -5,6 +5,7 @@ Refusals, each a :class:`~warnpub.problems.Problem`:
 * 400 ``malformed`` — not well-formed XML, bytes not in the declared encoding, empty body;
 * 400 ``xml-forbidden`` — a DTD or entity declaration (entity bombs, XXE);
 * 422 ``cap-version`` — CAP 1.1, 1.0 or any document element other than a CAP 1.2 <alert>;
+* 422 ``cap-too-large`` — more than :data:`MAX_ELEMENTS` elements (checked before the schema);
 * 422 ``cap-schema`` — the official CAP 1.2 schema refuses it, one error per violation;
 * 422 ``cap-invalid`` — schema-valid, but a value the model cannot hold (say, a polygon point
   that is not ``lat,lon``).
@@ -28,12 +29,14 @@ from warnpub.cap.schema import schema_errors
 from warnpub.problems import FieldError, invalid
 
 _OLD_VERSIONS = {CAP11_NS: "CAP 1.1", CAP10_NS: "CAP 1.0"}
+MAX_ELEMENTS = 10_000  # elements, comments and processing instructions of one document
 
 
 def parse_cap_xml(data: bytes) -> Alert:
     """Parse and check one CAP 1.2 document; raise :class:`Problem` when it is refused."""
     root = parse_untrusted_xml(data)
     _require_cap12_alert(root)
+    _require_reasonable_size(root)
     errors = schema_errors(root)
     if errors:
         raise invalid(
@@ -54,6 +57,19 @@ def parse_cap_xml(data: bytes) -> Alert:
         child.tag == f"{{{DSIG_NS}}}Signature" for child in root.iterchildren(etree.Element)
     )
     return alert
+
+
+def _require_reasonable_size(root: etree._Element) -> None:
+    """Refuse a document with more than MAX_ELEMENTS elements before the schema sees it: libxml2
+    takes time in the square of the number of siblings to report their errors, and a 1 MiB body
+    holds 150 000 empty <info/>. Real alerts have tens to a few hundred elements."""
+    for count, _ in enumerate(root.iter(), start=1):
+        if count > MAX_ELEMENTS:
+            message = (
+                f"the document has more than {MAX_ELEMENTS} elements; a CAP alert needs a few "
+                "hundred at most: send several alerts, or fewer geocodes per area"
+            )
+            raise invalid(message, [FieldError("alert", message)], kind="cap-too-large")
 
 
 def _require_cap12_alert(root: etree._Element) -> None:

@@ -158,7 +158,9 @@ async def console_audit(ctx: Ctx) -> web.StreamResponse:
     size = svc.settings.console.audit_page_size
     q = ctx.request.query.get("q", "").strip()[:100]
     before_raw = ctx.request.query.get("before", "")
-    before = int(before_raw) if before_raw.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true), and small enough for a 64-bit column.
+    usable = before_raw.isascii() and before_raw.isdigit() and len(before_raw) <= 18
+    before = int(before_raw) if usable else None
     stmt = select(AuditEntry)
     if q:
         stmt = stmt.where(
