@@ -9,7 +9,7 @@ from warnpub.api.bodies import json_object, text_field
 from warnpub.api.context import caller_of, services
 from warnpub.api.routes import RouteTable
 from warnpub.auth.callers import require_operator
-from warnpub.auth.operators import login
+from warnpub.auth.operators import sign_in
 from warnpub.clock import iso
 from warnpub.problems import Problem, unauthorized
 from warnpub.storage.tables import AuditEntry
@@ -48,17 +48,27 @@ routes = RouteTable()
             },
         }
     },
-    errors=(400, 401, 415, 422),
+    errors=(400, 401, 415, 422, 429),
 )
 async def login_operator(request: web.Request) -> web.Response:
     svc = services(request)
+    cfg = svc.settings.console
     doc = await json_object(request)
     username, password = text_field(doc, "username"), text_field(doc, "password")
     async with svc.db.session() as session:
-        result = await login(session, username, password, svc.settings.security.token_ttl_minutes)
-    if result is None:
+        # The console's lock-out applies here too, or the API would be the way round it.
+        result = await sign_in(session, svc.settings, username, password)
+    if result.locked_until is not None:
+        raise Problem(
+            429,
+            "Too many failed sign-ins",
+            f"{cfg.max_failed_logins} failed sign-ins for this username: it is locked until "
+            f"{iso(result.locked_until)}; try again then, or ask an admin",
+            "sign-in-locked",
+        )
+    if result.operator is None or result.token is None:
         raise unauthorized("wrong username or password")
-    op, token = result
+    op, token = result.operator, result.token
     return web.json_response(
         {
             "token": token,
@@ -93,11 +103,16 @@ async def list_audit(request: web.Request) -> web.Response:
         if q.get(name):
             stmt = stmt.where(column == q[name])
     if q.get("before_seq"):
-        if not q["before_seq"].isdigit():
+        # ASCII digits only ("²".isdigit() is true), and small enough for a 64-bit column.
+        raw = q["before_seq"]
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise Problem(
-                422, "Invalid input", "before_seq must be a whole number", "invalid-input"
+                422,
+                "Invalid input",
+                "before_seq must be a whole number of at most 18 digits",
+                "invalid-input",
             )
-        stmt = stmt.where(AuditEntry.seq < int(q["before_seq"]))
+        stmt = stmt.where(AuditEntry.seq < int(raw))
     async with svc.db.session() as session:
         rows = (await session.execute(stmt)).scalars().all()
     return web.json_response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warnpub.audit.log import append as audit
 from warnpub.auth.secrets import check_password, hash_password, issue_token
 from warnpub.clock import utcnow
+from warnpub.config import Settings
 from warnpub.problems import FieldError, conflict, invalid
 from warnpub.storage.tables import AuditEntry, Operator, OperatorToken
 
@@ -98,6 +100,38 @@ async def audit_name(session: AsyncSession, username: str) -> str:
     :func:`unknown_name`."""
     found = await session.execute(select(Operator.id).where(Operator.username == username))
     return username[:64] if found.first() is not None else unknown_name(username)
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """What a sign-in came to: an operator and a token, refused (both None), or locked."""
+
+    operator: Operator | None = None
+    token: str | None = None
+    locked_until: datetime | None = None
+
+
+async def sign_in(
+    session: AsyncSession, settings: Settings, username: str, password: str
+) -> SignIn:
+    """A sign-in from the console or the API, under the same lock-out: ``[console]
+    max_failed_logins`` failures within ``failure_window_minutes`` lock the username for
+    ``lockout_minutes`` (the password is then not even checked, and ``login.locked`` is
+    audited); otherwise :func:`login`."""
+    cfg = settings.console
+    until = await locked_until(
+        session,
+        username,
+        max_failures=cfg.max_failed_logins,
+        window=timedelta(minutes=cfg.failure_window_minutes),
+        lockout=timedelta(minutes=cfg.lockout_minutes),
+    )
+    if until is not None:
+        name = await audit_name(session, username)
+        await audit(session, f"anonymous:{name}", "login.locked", f"operator:{name}")
+        return SignIn(locked_until=until)
+    result = await login(session, username, password, settings.security.token_ttl_minutes)
+    return SignIn() if result is None else SignIn(result[0], result[1])
 
 
 async def issue_operator_token(

@@ -7,14 +7,12 @@ audited as ``login.locked`` without checking the password.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from warnpub.api.context import services
-from warnpub.audit.log import append as audit
-from warnpub.auth.operators import audit_name, locked_until, login
+from warnpub.auth.operators import sign_in
 from warnpub.console.pages import Ctx, page, read_form, render, see_other
 from warnpub.console.routes import FORM, HTML, SESSION, routes
 from warnpub.console.security import (
@@ -92,28 +90,16 @@ async def console_login(request: web.Request) -> web.StreamResponse:
     if not csrf_ok(svc.settings, request.cookies.get(PRE_SESSION_COOKIE), str(form.get("csrf", "")), PURPOSE):
         return _form_page(request, lang, error=w["login_csrf"], username=username, status=403)
     async with svc.db.session() as session:
-        until = await locked_until(
-            session,
-            username,
-            max_failures=cfg.max_failed_logins,
-            window=timedelta(minutes=cfg.failure_window_minutes),
-            lockout=timedelta(minutes=cfg.lockout_minutes),
-        )
-        if until is not None:
-            name = await audit_name(session, username)
-            await audit(session, f"anonymous:{name}", "login.locked", f"operator:{name}")
-            result = None
-        else:
-            result = await login(session, username, password, svc.settings.security.token_ttl_minutes)
-    if until is not None:
+        result = await sign_in(session, svc.settings, username, password)
+    if (until := result.locked_until) is not None:
         local = until.astimezone(ZoneInfo(svc.settings.reports.display_timezone))
         message = w["login_locked"].format(
             until=local.strftime("%H:%M:%S"), minutes=round(cfg.lockout_minutes)
         )
         return _form_page(request, lang, error=message, username=username, status=429)
-    if result is None:
+    if result.token is None:
         return _form_page(request, lang, error=w["login_failed"], username=username, status=401)
-    _, token = result
+    token = result.token
     response = see_other(_next(str(form.get("next", ""))))
     set_cookie(
         response,
