@@ -44,7 +44,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from common import add_weather_bureau, city_alert
+from processes import Processes, free_port, wait_http
 
 from warnpub.auth import operators
 from warnpub.config import load_settings
@@ -74,58 +74,8 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def raw_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-# -- processes ----------------------------------------------------------------------------------
-
-
-class Processes:
-    """Every child process of the bench, stopped (TERM, then KILL) by :meth:`stop_all`."""
-
-    def __init__(self, logs: Path, env: dict[str, str]) -> None:
-        self.logs, self.env = logs, env
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Path:
-        out = self.logs / f"{name}.log"
-        with out.open("wb") as f:
-            self.running[name] = subprocess.Popen(
-                [sys.executable, "-m", "warnpub", *args],
-                env=env or self.env,
-                stdout=f,
-                stderr=subprocess.STDOUT,
-            )
-        return out
-
-    def check(self, name: str) -> None:
-        proc = self.running[name]
-        if proc.poll() is not None:
-            tail = (self.logs / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
-
-    def stop(self, *names: str, timeout: float = 30) -> None:
-        procs = [(n, self.running.pop(n)) for n in names if n in self.running]
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + timeout
-        for _, proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def stop_all(self) -> None:
-        self.stop(*list(self.running))
 
 
 def printed(path: Path, text: str) -> bool:
@@ -140,21 +90,6 @@ async def wait_for_line(path: Path, text: str, procs: Processes, name: str, limi
             return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"{name} did not print {text!r} within {limit_s} s")
-
-
-async def wait_http(url: str, procs: Processes, name: str, limit_s: float = 60) -> None:
-    deadline = time.monotonic() + limit_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            procs.check(name)
-            try:
-                async with http.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{name} did not answer {url} within {limit_s} s")
 
 
 def warnpub(env: dict[str, str], *args: str) -> float:

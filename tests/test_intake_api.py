@@ -437,3 +437,32 @@ async def test_polygon_that_covers_nothing_is_422(client, db, world):
     body = await r.json()
     assert r.status == 422 and "covers no known" in str(body["errors"]), body
     assert await counts(db) == before
+
+
+async def test_a_reference_to_another_agencys_warning_does_not_tell_whether_it_exists(
+    client, db, world
+):
+    """Agency SL naming one of QX's warnings in an Update gets the same refusal whether that
+    warning exists or not: intake must not be a way to probe another agency's identifiers."""
+    doc = alert_json()
+    r = await client.post("/api/v1/warnings", json=doc, headers=world.agency("QX"))
+    assert r.status == 202, await r.text()
+    real = f"qx@320481,{doc['identifier']},{doc['sent']}"
+    made_up = f"qx@320481,no-such-{doc['identifier']},{doc['sent']}"
+    answers = []
+    before = await counts(db)
+    for ref in (real, made_up):
+        r = await client.post(
+            "/api/v1/warnings",
+            json=alert_json(
+                sender="sl@320481", event="洪水", msg_type="Update", references=[ref]
+            ),
+            headers=world.agency("SL"),
+        )
+        body = await r.json()
+        assert r.status == 422, body
+        [error] = body["errors"]
+        assert "may only refer to the same sender's warnings" in error["message"]
+        answers.append(error["message"].replace(ref.split(",")[1], "ID"))
+    assert answers[0] == answers[1]
+    assert await counts(db) == before

@@ -100,3 +100,35 @@ async def test_sessions_queue_and_readers_take_no_turn(tmp_path) -> None:
             assert (await s.execute(text("select count(*) from t"))).scalar_one() == 20
     finally:
         await db.dispose()
+
+
+async def test_a_long_queue_that_moves_is_waited_out() -> None:
+    # Each writer holds the turn 20 ms; the last of 15 waits ~0.3 s, longer than stuck_s,
+    # and still gets its turn in order: a waiter gives up only on a holder that is stuck.
+    turns = WriteTurns()
+    order: list[int] = []
+
+    async def writer(i: int) -> bool:
+        got = await turns.acquire(stuck_s=0.1)
+        if got:
+            order.append(i)
+            await asyncio.sleep(0.02)
+            turns.release()
+        return got
+
+    got = await asyncio.gather(*(writer(i) for i in range(15)))
+    assert all(got) and order == list(range(15))
+    assert not turns.held
+
+
+async def test_a_waiter_goes_ahead_when_the_holder_is_stuck() -> None:
+    turns = WriteTurns()
+    await turns.acquire()  # held and never released in time
+    first = asyncio.create_task(turns.acquire(stuck_s=0.05))
+    second = asyncio.create_task(turns.acquire(stuck_s=10))
+    assert await asyncio.wait_for(first, 1) is False  # gave up its place, without the turn
+    assert turns.waiting() == 1 and turns.held_for() >= 0.05
+    turns.release()  # the stuck holder is done at last: the turn goes to the one still waiting
+    assert await asyncio.wait_for(second, 1) is True
+    turns.release()
+    assert not turns.held

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from warnpub.clock import iso, utcnow
@@ -89,13 +89,21 @@ def entry_hash(
 async def append(
     session: AsyncSession, actor: str, action: str, subject: str = "", **details: Any
 ) -> AuditEntry:
-    """Append one entry inside the caller's transaction. ``actor`` is e.g. ``operator:alice``."""
-    row = (
-        await session.execute(
-            text("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        )
-    ).one()
-    seq, prev = int(row[0]), str(row[1])
+    """Append one entry inside the caller's transaction. ``actor`` is e.g. ``operator:alice``.
+
+    A caller that writes many entries in one transaction (warnpub.intake.batch) may hand a
+    session-like object with an ``audit_head`` (:class:`ChainHead`): the chain's head is then
+    advanced in memory, and the caller writes it once."""
+    head: ChainHead | None = getattr(session, "audit_head", None)
+    if head is None:
+        row = (
+            await session.execute(
+                text("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            )
+        ).one()
+        seq, prev = int(row[0]), str(row[1])
+    else:
+        seq, prev = head.advance()
     at = utcnow()
     # Actor and subject are looked up verbatim (sign-in lock-out), so only secrets are hidden
     # there; contact points in free text (reasons, messages) are masked in the details.
@@ -113,8 +121,37 @@ async def append(
         hash=digest,
     )
     session.add(entry)
-    await session.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": digest})
+    if head is None:
+        await session.execute(text("UPDATE audit_head SET hash = :h WHERE id = 1"), {"h": digest})
+    else:
+        head.hash = digest
     return entry
+
+
+class ChainHead:
+    """The audit chain's head (``audit_head``) held in memory for a batch of entries written in
+    one transaction: read once, advanced per entry, written once (:meth:`write`)."""
+
+    READ = text("SELECT seq, hash FROM audit_head WHERE id = 1")
+    WRITE = text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1")
+
+    def __init__(self, seq: int, digest: str) -> None:
+        self.seq, self.hash, self.moved = seq, digest, False
+
+    @classmethod
+    def read(cls, conn: Connection) -> ChainHead:
+        row = conn.execute(cls.READ).one()
+        return cls(int(row[0]), str(row[1]))
+
+    def advance(self) -> tuple[int, str]:
+        """The next entry's number and the hash it chains to."""
+        self.seq += 1
+        self.moved = True
+        return self.seq, self.hash
+
+    def write(self, conn: Connection) -> None:
+        if self.moved:
+            conn.execute(self.WRITE, {"seq": self.seq, "hash": self.hash})
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,11 @@ agency scope → areas known → references → duplicate identifier. Any refusa
 :class:`Problem` before anything is written; on success the warning, its areas, references,
 timers, audit entry and idempotency record are committed in one transaction, and only then
 does the caller answer 2xx.
+
+What needs no database (the CAP rules, what the alert asks for, its content hash) is worked
+out before the write transaction (:func:`prepare`). On SQLite, agencies' submissions that
+arrive together are written together (:mod:`warnpub.intake.batch`); the checks are the same
+:func:`_submit`, reading through :class:`Lookups`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from warnpub.cap import Alert, offline_errors
 from warnpub.clock import utcnow
 from warnpub.config import Settings
 from warnpub.drills import audience as drill_audience
-from warnpub.intake.scope import read_ask, resolve_shapes, scope_errors
+from warnpub.intake.scope import Ask, read_ask, resolve_shapes, scope_errors
 from warnpub.intake.views import warning_summary
 from warnpub.lastkm.supervisors import review_notify
 from warnpub.problems import FieldError, Problem, conflict, forbidden, invalid
@@ -63,37 +68,20 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def body_hash(content_type: str, body: bytes) -> str:
-    return hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest()
+@dataclass(slots=True)
+class Prepared:
+    """What a submission's checks need that no stored data changes: worked out before the
+    write transaction, so that the write lock is not held while it is."""
+
+    errors: list[FieldError]
+    ask: Ask
+    bare_cancel: bool
+    content_hash: str
+    alert_doc: dict[str, Any]
+    expires: datetime | None
 
 
-def content_hash(alert: Alert) -> str:
-    doc = json.dumps(alert.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(doc.encode()).hexdigest()
-
-
-async def submit(db: Database, settings: Settings, caller: Caller, sub: Submission) -> Outcome:
-    for attempt in range(3):
-        try:
-            async with db.session() as session:
-                return await _submit(session, settings, caller, sub)
-        except IntegrityError:
-            # A concurrent request with the same idempotency key or CAP identifier committed
-            # first; run again so that this one sees it and answers accordingly.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _submit(
-    session: AsyncSession, settings: Settings, caller: Caller, sub: Submission
-) -> Outcome:
-    if sub.idempotency_key is not None:
-        replay = await _replay(session, caller, sub)
-        if replay is not None:
-            return replay
-    alert = sub.alert
-    agency = await _agency_for(session, caller, alert)
+def prepare(settings: Settings, alert: Alert) -> Prepared:
     errors = list(offline_errors(alert))
     errors += drill_audience.parameter_errors(alert)
     if alert.status not in ACCEPTED_STATUS:
@@ -120,6 +108,122 @@ async def _submit(
                     "give severity Extreme, Severe, Moderate or Minor (red, orange, yellow, blue); Unknown gives no warning level",
                 )
             )
+    doc = alert.model_dump(mode="json")
+    return Prepared(errors, ask, bare_cancel, _doc_hash(doc), doc, _expires(alert))
+
+
+class Lookups:
+    """The stored data the checks read, straight from the transaction's session. (A batch of
+    submissions reads it for all of them at once: :class:`warnpub.intake.batch.BatchLookups`.)"""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def idempotency(self, caller: str, key: str) -> IdempotencyRecord | None:
+        return (
+            (
+                await self.session.execute(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.caller == caller, IdempotencyRecord.key == key
+                    )
+                )
+            )
+            .scalars()
+            .first()
+        )
+
+    async def unknown_codes(self, codes: list[str]) -> list[str]:
+        return await unknown_codes(self.session, codes)
+
+    async def warning(self, sender: str, identifier: str) -> WarningRecord | None:
+        return (
+            (
+                await self.session.execute(
+                    select(WarningRecord).where(
+                        WarningRecord.sender == sender, WarningRecord.identifier == identifier
+                    )
+                )
+            )
+            .scalars()
+            .first()
+        )
+
+    def stored(self, warning: WarningRecord) -> None:
+        """``warning`` is written in this transaction (a batch's later submissions see it)."""
+
+    def remembered(self, record: IdempotencyRecord) -> None:
+        """``record`` is written in this transaction."""
+
+
+def body_hash(content_type: str, body: bytes) -> str:
+    return hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest()
+
+
+def content_hash(alert: Alert) -> str:
+    return _doc_hash(alert.model_dump(mode="json"))
+
+
+def _doc_hash(doc: dict[str, Any]) -> str:
+    text = json.dumps(doc, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def submit(db: Database, settings: Settings, caller: Caller, sub: Submission) -> Outcome:
+    pre = prepare(settings, sub.alert)
+    if db.dialect == "sqlite" and _batchable(settings, caller, sub, pre):
+        from warnpub.intake.batch import writer_for
+
+        return await writer_for(db, settings).submit(caller, sub, pre)
+    return await submit_alone(db, settings, caller, sub, pre)
+
+
+async def submit_alone(
+    db: Database, settings: Settings, caller: Caller, sub: Submission, pre: Prepared
+) -> Outcome:
+    """The submission in a transaction of its own."""
+    for attempt in range(3):
+        try:
+            async with db.session() as session:
+                return await _submit(session, settings, caller, sub, pre, Lookups(session))
+        except IntegrityError:
+            # A concurrent request with the same idempotency key or CAP identifier committed
+            # first; run again so that this one sees it and answers accordingly.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _batchable(settings: Settings, caller: Caller, sub: Submission, pre: Prepared) -> bool:
+    """An agency's submission whose checks and writes need nothing but :class:`Lookups` and
+    plain inserts: not on an agency's behalf (the agency is looked up by sender), no polygons
+    or circles (geometry), no drill list (the roster), not a Cancel without infos (the areas
+    of what it cancels), not released at once by the green channel (review.release)."""
+    alert = sub.alert
+    if caller.agency is None or pre.errors or pre.ask.shapes or pre.bare_cancel:
+        return False
+    if alert.level is None:
+        return False
+    audience = drill_audience.from_alert(alert)
+    if audience is not None and audience.kind == "list":
+        return False
+    return not policy.is_green_channel(settings, caller.agency.code, alert.level.value)
+
+
+async def _submit(
+    session: AsyncSession,
+    settings: Settings,
+    caller: Caller,
+    sub: Submission,
+    pre: Prepared,
+    look: Lookups,
+) -> Outcome:
+    if sub.idempotency_key is not None:
+        replay = await _replay(look, caller, sub)
+        if replay is not None:
+            return replay
+    alert = sub.alert
+    agency = await _agency_for(session, caller, alert)
+    errors, ask, bare_cancel = pre.errors, pre.ask, pre.bare_cancel
     if errors:
         raise invalid("the warning breaks the CAP rules", errors)
     if shape_errors := await resolve_shapes(session, ask):
@@ -132,7 +236,7 @@ async def _submit(
             scope,
             kind="out-of-scope",
         )
-    if missing := await unknown_codes(session, ask.codes):
+    if missing := await look.unknown_codes(ask.codes):
         raise invalid(
             "the warning names areas that are not in the area tree",
             [FieldError("infos.areas", f"unknown division code {c}") for c in missing],
@@ -140,28 +244,17 @@ async def _submit(
         )
     if listed := await _drill_list_errors(session, alert, ask.codes):
         raise invalid("the drill audience lists people it cannot reach", listed)
-    refs = await _references(session, alert)
+    refs = await _references(look, alert)
     now = utcnow()
-    expires = _expires(alert)
+    expires = pre.expires
     if expires is not None and expires <= now:
         raise invalid(
             "the warning has already expired",
             [FieldError("infos.expires", "set expires in the future")],
         )
 
-    existing = (
-        (
-            await session.execute(
-                select(WarningRecord).where(
-                    WarningRecord.sender == alert.sender,
-                    WarningRecord.identifier == alert.identifier,
-                )
-            )
-        )
-        .scalars()
-        .first()
-    )
-    chash = content_hash(alert)
+    existing = await look.warning(alert.sender, alert.identifier)
+    chash = pre.content_hash
     if existing is not None:
         if existing.content_hash != chash:
             raise conflict(
@@ -171,7 +264,11 @@ async def _submit(
                 warning_id=existing.id,
             )
         return await _remember(
-            session, caller, sub, Outcome(200, warning_summary(settings, existing, duplicate=True))
+            session,
+            look,
+            caller,
+            sub,
+            Outcome(200, warning_summary(settings, existing, duplicate=True)),
         )
 
     if bare_cancel:
@@ -201,12 +298,13 @@ async def _submit(
         green_channel=green,
         expires_at=expires,
         content_hash=chash,
-        alert=alert.model_dump(mode="json"),
+        alert=pre.alert_doc,
         cap_xml=sub.cap_xml,
         created_at=now,
         updated_at=now,
     )
     session.add(warning)
+    look.stored(warning)
     await session.flush()
     session.add_all([WarningArea(warning_id=warning.id, code=c) for c in codes])
     session.add_all([WarningReference(warning_id=warning.id, referenced_id=r.id) for r in refs])
@@ -242,7 +340,9 @@ async def _submit(
             # Who is told when it passes, fixed now (docs/last-kilometre.md).
             payload=review_notify(settings),
         )
-    return await _remember(session, caller, sub, Outcome(202, warning_summary(settings, warning)))
+    return await _remember(
+        session, look, caller, sub, Outcome(202, warning_summary(settings, warning))
+    )
 
 
 async def _drill_list_errors(
@@ -303,7 +403,7 @@ async def _agency_for(session: AsyncSession, caller: Caller, alert: Alert) -> Ag
     return agency
 
 
-async def _references(session: AsyncSession, alert: Alert) -> list[WarningRecord]:
+async def _references(look: Lookups, alert: Alert) -> list[WarningRecord]:
     if alert.msg_type not in ("Update", "Cancel"):
         return []
     found: list[WarningRecord] = []
@@ -311,30 +411,22 @@ async def _references(session: AsyncSession, alert: Alert) -> list[WarningRecord
     now = utcnow()
     for i, ref in enumerate(alert.references):
         where = f"references.{i}"
-        row = (
-            (
-                await session.execute(
-                    select(WarningRecord).where(
-                        WarningRecord.sender == ref.sender,
-                        WarningRecord.identifier == ref.identifier,
-                    )
+        # Another sender's reference is refused before it is looked up: the answer must not
+        # tell whether another agency's warning exists (the same refusal either way).
+        if ref.sender != alert.sender:
+            errors.append(
+                FieldError(
+                    where,
+                    f"{ref.identifier} names sender {ref.sender}; an {alert.msg_type} may only refer to the same sender's warnings",
                 )
             )
-            .scalars()
-            .first()
-        )
+            continue
+        row = await look.warning(ref.sender, ref.identifier)
         if row is None or row.sent != ref.sent:
             errors.append(
                 FieldError(
                     where,
                     f"no warning {ref.sender},{ref.identifier},{ref.sent.isoformat()} is known; check the identifier and sent time",
-                )
-            )
-        elif ref.sender != alert.sender:
-            errors.append(
-                FieldError(
-                    where,
-                    f"{ref.identifier} was sent by {ref.sender}; an {alert.msg_type} may only refer to the same sender's warnings",
                 )
             )
         elif row.state == states.EXPIRED or (row.expires_at is not None and row.expires_at <= now):
@@ -371,19 +463,9 @@ def _expires(alert: Alert) -> datetime | None:
     return max(ends) if ends and all(e is not None for e in ends) else None  # type: ignore[type-var]
 
 
-async def _replay(session: AsyncSession, caller: Caller, sub: Submission) -> Outcome | None:
-    rec = (
-        (
-            await session.execute(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.caller == caller.actor,
-                    IdempotencyRecord.key == sub.idempotency_key,
-                )
-            )
-        )
-        .scalars()
-        .first()
-    )
+async def _replay(look: Lookups, caller: Caller, sub: Submission) -> Outcome | None:
+    assert sub.idempotency_key is not None
+    rec = await look.idempotency(caller.actor, sub.idempotency_key)
     if rec is None:
         return None
     if rec.request_hash != sub.body_hash:
@@ -397,16 +479,16 @@ async def _replay(session: AsyncSession, caller: Caller, sub: Submission) -> Out
 
 
 async def _remember(
-    session: AsyncSession, caller: Caller, sub: Submission, outcome: Outcome
+    session: AsyncSession, look: Lookups, caller: Caller, sub: Submission, outcome: Outcome
 ) -> Outcome:
     if sub.idempotency_key is not None:
-        session.add(
-            IdempotencyRecord(
-                caller=caller.actor,
-                key=sub.idempotency_key,
-                request_hash=sub.body_hash,
-                status_code=outcome.status,
-                response=outcome.body,
-            )
+        record = IdempotencyRecord(
+            caller=caller.actor,
+            key=sub.idempotency_key,
+            request_hash=sub.body_hash,
+            status_code=outcome.status,
+            response=outcome.body,
         )
+        session.add(record)
+        look.remembered(record)
     return outcome

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,13 +18,15 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from warnpub.storage.turns import WriteTurns
 
 log = logging.getLogger("warnpub.storage")
 
-# How long a writer waits for its turn before it goes ahead anyway and leaves the queueing
-# to SQLite's busy handler (never a deadlock: at worst the old behaviour, a little later).
+# A writer waiting for its turn goes ahead anyway, leaving the queueing to SQLite's busy
+# handler, once one writer has held the turn this long (never a deadlock: at worst the old
+# behaviour, a little later). A long queue that moves is waited out: see storage.turns.
 TURN_WAIT_S = 5.0
 
 # Set while a task (and the tasks it starts) holds the process's SQLite write turn: a session
@@ -41,6 +43,30 @@ def sqlite_path(url: str) -> Path | None:
     ):
         return None
     return Path(parsed.database)
+
+
+def sync_sqlite_engine(path: Path) -> Engine:
+    """A synchronous engine on the SQLite file ``path`` with the settings of
+    :func:`make_engine` (WAL, foreign keys, busy timeout, FULL sync, BEGIN IMMEDIATE): for a
+    writer that runs a whole transaction on a thread of its own, with no round trip through the
+    event loop per statement (warnpub.intake.batch)."""
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def make_engine(
@@ -101,6 +127,7 @@ class Database:
         )
         self._readers = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._turn: tuple[asyncio.AbstractEventLoop, WriteTurns] | None = None
+        self._closers: list[Callable[[], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -122,13 +149,13 @@ class Database:
             async with self._sessions() as session, session.begin():
                 yield session
             return
-        acquired = False
-        try:
-            async with asyncio.timeout(TURN_WAIT_S):
-                await turn.acquire(background=background)
-                acquired = True
-        except TimeoutError:
-            log.warning("a database writer waited %.0f s for its turn; going ahead", TURN_WAIT_S)
+        acquired = await turn.acquire(background=background, stuck_s=TURN_WAIT_S)
+        if not acquired:
+            log.warning(
+                "a database writer (%s) has held the write turn for %.0f s; another goes ahead",
+                turn.holder or "?",
+                TURN_WAIT_S,
+            )
         token = _holding_turn.set(True)
         try:
             async with self._sessions() as session, session.begin():
@@ -154,7 +181,14 @@ class Database:
         async with self._readers() as session, session.begin():
             yield session
 
+    def on_dispose(self, close: Callable[[], None]) -> None:
+        """Call ``close`` when this database is disposed (a writer's own connection)."""
+        self._closers.append(close)
+
     async def dispose(self) -> None:
+        closers, self._closers = self._closers, []
+        for close in closers:
+            await asyncio.to_thread(close)
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()

@@ -7,6 +7,12 @@ sleeping up to 100 ms between tries, so under contention the lock sat idle while
 and the luckiest retry won; queueing in the process before ``BEGIN IMMEDIATE`` hands the lock
 straight to the next writer (docs/performance.md has the figures). Background writers give way
 to the dispatcher's claims and records, so a burst of replies does not slow the sending down.
+
+A waiter gives up its place (``stuck_s``) only when one and the same writer has held the turn
+that long — a writer stuck, never a queue that is long but moving: when every writer that had
+waited a few seconds went ahead to SQLite's busy handler, a backlog of a few hundred writers
+(agencies submitting during a large send) took every pooled connection and stopped the whole
+process for the busy timeout (bench/load.py).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class WriteTurns:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._background: deque[asyncio.Future[None]] = deque()
         self._since: dict[asyncio.Future[None], float] = {}  # when a background waiter came
+        self._held_since = 0.0  # when the current holder got the turn
+        self.holder = ""  # the name of the task that holds it (for the log)
 
     @property
     def held(self) -> bool:
@@ -36,26 +44,54 @@ class WriteTurns:
     def waiting(self, *, background: bool = False) -> int:
         return len(self._background if background else self._waiting)
 
-    async def acquire(self, *, background: bool = False) -> None:
+    def held_for(self) -> float:
+        """Seconds the current holder has held the turn (0 when free)."""
+        return time.monotonic() - self._held_since if self._held else 0.0
+
+    async def acquire(self, *, background: bool = False, stuck_s: float | None = None) -> bool:
+        """Wait for the turn; True once it is this caller's. With ``stuck_s``: False, without
+        the turn, as soon as one holder has held it ``stuck_s`` seconds (the place in the queue
+        is given up; the caller goes ahead on its own)."""
         if not self._held:
             self._held = True
-            return
+            self._held_since = time.monotonic()
+            self._name_holder()
+            return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._background if background else self._waiting
         queue.append(future)
         if background:
             self._since[future] = time.monotonic()
         try:
-            await future
+            if stuck_s is None:
+                await future
+                self._name_holder()
+                return True
+            while True:
+                # Not wait_for: a timeout must not cancel the future (the place in the queue).
+                await asyncio.wait((future,), timeout=max(0.01, stuck_s - self.held_for()))
+                if future.done():  # (also when handed over just as the wait timed out)
+                    self._name_holder()
+                    return True
+                if self.held_for() >= stuck_s:
+                    future.cancel()
+                    with contextlib.suppress(ValueError):
+                        queue.remove(future)
+                    return False
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release()  # handed the turn just as this waiter gave up: pass it on
             else:
+                future.cancel()
                 with contextlib.suppress(ValueError):
                     queue.remove(future)
             raise
         finally:
             self._since.pop(future, None)
+
+    def _name_holder(self) -> None:
+        task = asyncio.current_task()
+        self.holder = task.get_name() if task is not None else ""
 
     def release(self) -> None:
         order = (self._waiting, self._background)
@@ -68,5 +104,6 @@ class WriteTurns:
                 future = queue.popleft()
                 if not future.done():
                     future.set_result(None)  # still held: it belongs to that waiter now
+                    self._held_since = time.monotonic()
                     return
         self._held = False
