@@ -34,5 +34,7 @@ def services(request: web.Request) -> Services:
 
 
 async def caller_of(request: web.Request) -> Caller:
-    async with services(request).db.session() as session:
+    # A read transaction: looking a credential up writes nothing, and on SQLite a write
+    # transaction per request would take one of the write lock's turns (bench/load.py).
+    async with services(request).db.reader() as session:
         return await identify(session, request.headers.get("Authorization"))
