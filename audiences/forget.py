@@ -34,6 +34,7 @@ existed is a 404.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -126,6 +127,23 @@ async def _redact_column(
     return changed
 
 
+async def _cancel_unsent(session: AsyncSession, rows: Any, now: datetime) -> int:
+    """Cancel the deliveries of ``rows`` not yet handed to a channel; how many."""
+    result = await session.execute(
+        update(Delivery)
+        .where(rows, Delivery.state.in_(UNSENT))
+        .values(
+            state="cancelled",
+            final_at=now,
+            lease_owner=None,
+            lease_until=None,
+            last_error=CANCELLED_ERROR,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
 async def forget_person(session: AsyncSession, person_id: int, *, actor: str) -> Forgotten:
     """Forget one person inside the caller's transaction (see the module's docstring)."""
     if person_id <= 0:
@@ -150,19 +168,7 @@ async def forget_person(session: AsyncSession, person_id: int, *, actor: str) ->
 
     # Their deliveries: unsent rows cancelled; every row kept for the counts, pointing at no one.
     mine = and_(Delivery.target_kind == "person", Delivery.target_id == person_id)
-    result = await session.execute(
-        update(Delivery)
-        .where(mine, Delivery.state.in_(UNSENT))
-        .values(
-            state="cancelled",
-            final_at=now,
-            lease_owner=None,
-            lease_until=None,
-            last_error=CANCELLED_ERROR,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    count("deliveries_cancelled", result.rowcount)
+    count("deliveries_cancelled", await _cancel_unsent(session, mine, now))
     errors = (
         await session.execute(
             select(Delivery.id, Delivery.last_error).where(mine, Delivery.last_error != "")
@@ -247,19 +253,7 @@ async def forget_person(session: AsyncSession, person_id: int, *, actor: str) ->
     notice_ids = list((await session.execute(select(Notice.id).where(to_them))).scalars())
     if notice_ids:
         theirs = and_(Delivery.target_kind == "notice", Delivery.target_id.in_(notice_ids))
-        result = await session.execute(
-            update(Delivery)
-            .where(theirs, Delivery.state.in_(UNSENT))
-            .values(
-                state="cancelled",
-                final_at=now,
-                lease_owner=None,
-                lease_until=None,
-                last_error=CANCELLED_ERROR,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        count("deliveries_cancelled", result.rowcount)
+        count("deliveries_cancelled", await _cancel_unsent(session, theirs, now))
         await _redact_column(session, Delivery.last_error, needles, theirs)
         await session.execute(
             update(Notice)

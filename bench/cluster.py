@@ -54,7 +54,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from common import add_weather_bureau, city_alert
-from processes import Processes, free_port, wait_http
+from processes import Processes, free_port, sim_config, wait_http
 
 from warnpub.auth import operators
 from warnpub.config import load_settings
@@ -101,21 +101,9 @@ def warnpub(env: dict[str, str], *args: str) -> float:
 
 
 def config_file(path: Path, sim_url: str, rate: float) -> Path:
-    path.write_text(
-        "[logging]\n"
-        'level = "WARNING"\n\n'
-        "[[channels.sms]]\n"
-        'name = "sim"\n'
-        'adapter = "http_json"\n'
-        f'url = "{sim_url}/sms"\n'
-        f'batch_url = "{sim_url}/sms/batch"\n'
-        f"max_batch = {BATCH}\n"
-        f"rate_per_s = {rate}\n"
-        f"concurrency = {CONCURRENCY}\n"
-        "timeout_s = 30\n",
-        encoding="utf-8",
+    return sim_config(
+        path, sim_url, rate, max_batch=BATCH, concurrency=CONCURRENCY, timeout_s=30
     )
-    return path
 
 
 # -- the county ---------------------------------------------------------------------------------

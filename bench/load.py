@@ -60,7 +60,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import aiohttp
-from processes import Processes, free_port, wait_http
+from processes import Processes, free_port, sim_config, wait_http
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -482,24 +482,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def config_file(path: Path, sim_url: str, sms_rate: float) -> Path:
-    path.write_text(
-        "[logging]\n"
-        'level = "WARNING"\n\n'
-        "[[channels.sms]]\n"
-        'name = "sim"\n'
-        'adapter = "http_json"\n'
-        f'url = "{sim_url}/sms"\n'
-        f'batch_url = "{sim_url}/sms/batch"\n'
-        f"rate_per_s = {sms_rate}\n"
-        "concurrency = 8\n"
-        f'callback_secret = "{SECRET}"\n'
-        "timeout_s = 10\n",
-        encoding="utf-8",
-    )
-    return path
-
-
 class SimCounter:
     """Samples the simulator's count of accepted messages once a second."""
 
@@ -549,7 +531,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "WARNPUB_DATABASE_URL": url,
         "WARNPUB_LOGGING_LEVEL": "WARNING",
         "WARNPUB_SERVER_PUBLIC_URL": api,
-        "WARNPUB_CONFIG": str(config_file(work / "load.toml", sim_url, args.sms_rate)),
+        "WARNPUB_CONFIG": str(
+            sim_config(work / "load.toml", sim_url, args.sms_rate, callback_secret=SECRET)
+        ),
     }
     settings = load_settings(environ=env)
     db = Database(url)

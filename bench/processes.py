@@ -81,3 +81,24 @@ async def wait_http(url: str, procs: Processes, name: str, limit_s: float = 60) 
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{name} did not answer {url} within {limit_s} s")
+
+
+def sim_config(path: Path, sim_url: str, rate: float, **sms: int | float | str) -> Path:
+    """A configuration file for `warnpub serve` / `worker` with one SMS gateway instance,
+    ``sim``, at ``warnpub gateway-sim`` on ``sim_url``: ``rate`` messages/s, logging at
+    WARNING; ``sms`` adds keys to the instance (``max_batch``, ``callback_secret``, …)."""
+    keys = {"concurrency": 8, "timeout_s": 10, **sms}
+    lines = [
+        "[logging]",
+        'level = "WARNING"',
+        "",
+        "[[channels.sms]]",
+        'name = "sim"',
+        'adapter = "http_json"',
+        f'url = "{sim_url}/sms"',
+        f'batch_url = "{sim_url}/sms/batch"',
+        f"rate_per_s = {rate}",
+        *(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in keys.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
