@@ -132,3 +132,28 @@ async def test_a_waiter_goes_ahead_when_the_holder_is_stuck() -> None:
     assert await asyncio.wait_for(second, 1) is True
     turns.release()
     assert not turns.held
+
+
+async def test_the_intake_writer_goes_ahead_of_the_queue_but_never_twice_in_a_row() -> None:
+    turns = WriteTurns()
+    order: list[str] = []
+    await turns.acquire()
+
+    async def writer(name: str, *, first: bool = False, again: bool = False) -> None:
+        await turns.acquire(first=first)
+        order.append(name)
+        turns.release()
+        if again:  # the intake writer comes back with what was queued meanwhile
+            await writer(name + "-again", first=True)
+
+    tasks = [
+        asyncio.create_task(writer("claim-1")),
+        asyncio.create_task(writer("record-1")),
+        asyncio.create_task(writer("intake", first=True, again=True)),
+    ]
+    await asyncio.sleep(0)
+    assert turns.waiting() == 2 and turns.waiting(first=True) == 1
+    turns.release()
+    await asyncio.gather(*tasks)
+    # Ahead of the two that came before it; back at once, but after one of them.
+    assert order == ["intake", "claim-1", "intake-again", "record-1"]

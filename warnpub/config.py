@@ -61,6 +61,8 @@ class DatabaseConfig(_Section):
 class SecurityConfig(_Section):
     secret_key: str = ""
     token_ttl_minutes: int = Field(720, gt=0)
+    # Seconds a valid agency API key is remembered, not looked up again (auth.key_cache); 0: off.
+    api_key_cache_seconds: float = Field(2.0, ge=0, le=60)
 
 
 class GreenChannelRule(_Section):

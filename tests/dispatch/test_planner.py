@@ -192,3 +192,33 @@ async def test_a_cancel_stops_the_plan_between_chunks(settings, db, released, mo
         ).scalar_one()
         warning = await s.get(WarningRecord, released)
     assert queued == 0 and warning.state == "cancelled" and warning.planned_at is None
+
+
+async def test_on_sqlite_each_chunk_waits_for_the_write_turn(
+    settings, db, released, monkeypatch, backend
+):
+    if backend != "sqlite":
+        pytest.skip("write turns order one process's SQLite writers")
+    monkeypatch.setattr(planner, "HEAD_START_S", 0.0)
+    turns = db._write_turn()
+    seen: list[int] = []
+    holding: list[asyncio.Task[None]] = []
+
+    async def hold() -> None:
+        await turns.acquire()
+        try:
+            seen.append((await counts(db, released))[0])
+            await asyncio.sleep(0.4)  # the planner's thread waits in the queue meanwhile
+            seen.append((await counts(db, released))[0])
+        finally:
+            turns.release()
+
+    def wake(kinds: set[str]) -> None:  # on the event loop, after each chunk
+        if not holding:
+            holding.append(asyncio.create_task(hold()))
+
+    written = await planner.plan(db, settings, released, wake)
+    await holding[0]
+    assert seen[0] < written, "the plan was not done when the test took the turn"
+    assert seen[0] == seen[1], "a chunk was written while another writer held the turn"
+    assert (await counts(db, released))[0] == written

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from warnpub.auth.callers import Caller, identify
+from warnpub.auth import key_cache
+from warnpub.auth.callers import Caller, bearer, identify
+from warnpub.auth.secrets import sha256_hex
 from warnpub.config import Settings
 from warnpub.dispatch.dispatcher import Dispatcher
 from warnpub.lastkm.inbox import ReplyInbox
@@ -34,7 +36,18 @@ def services(request: web.Request) -> Services:
 
 
 async def caller_of(request: web.Request) -> Caller:
+    svc = services(request)
+    header = request.headers.get("Authorization")
+    credential = bearer(header)
+    # An agency's key found valid in the last seconds is not looked up again (auth.key_cache).
+    where = svc.db.url + "#" + svc.db.schema
+    if (agency := key_cache.agency_for(where, credential)) is not None:
+        return Caller(agency=agency)
     # A read transaction: looking a credential up writes nothing, and on SQLite a write
     # transaction per request would take one of the write lock's turns (bench/load.py).
-    async with services(request).db.reader() as session:
-        return await identify(session, request.headers.get("Authorization"))
+    async with svc.db.reader() as session:
+        caller = await identify(session, header)
+    if caller.agency is not None:
+        seconds = svc.settings.security.api_key_cache_seconds
+        key_cache.remember(where, credential, sha256_hex(credential), caller.agency, seconds)
+    return caller

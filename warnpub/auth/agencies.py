@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from warnpub.audiences.areas import unknown_codes
 from warnpub.audiences.divisions import covers, is_division_code
 from warnpub.audit.log import append as audit
+from warnpub.auth import key_cache
 from warnpub.auth.secrets import IssuedKey, issue_api_key
 from warnpub.clock import utcnow
 from warnpub.config import Settings
@@ -139,6 +140,7 @@ async def revoke_keys(
 ) -> int:
     """Revoke one key (by prefix) or all keys of an agency. Returns how many were revoked."""
     agency = await get_agency(session, code)
+    key_cache.forget_when_committed(session)
     stmt = update(AgencyKey).where(AgencyKey.agency_id == agency.id, AgencyKey.revoked_at.is_(None))
     if prefix is not None:
         stmt = stmt.where(AgencyKey.prefix == prefix)

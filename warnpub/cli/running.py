@@ -13,6 +13,7 @@ from aiohttp import web
 
 from warnpub.cli.common import database, run
 from warnpub.config import Settings
+from warnpub.gc_tuning import settle as settle_heap
 from warnpub.logs import setup as setup_logging
 
 log = logging.getLogger("warnpub.cli")
@@ -78,6 +79,7 @@ async def serve_until_stopped(
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_port = runner.addresses[0][1] if runner.addresses else port  # port 0: the OS chose
+        settle_heap()  # what start-up made lives as long as the process (gc_tuning)
         base = f"http://{host}:{bound_port}"
         try:
             print(
@@ -136,6 +138,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
             dispatcher.timer_pokes.append(timers.poke)  # timers due now, heard by NOTIFY
             await dispatcher.start()
             timers.start()
+            settle_heap()
             print(f"warnpub worker {dispatcher.owner} running", flush=True)
             try:
                 await wait_for_stop()

@@ -22,6 +22,8 @@ run again, and ``planned_at`` marks it finished.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import gc
 import logging
 import queue
@@ -48,8 +50,9 @@ from warnpub.dispatch.outbox import (
     sqlite_chunk_insert,
 )
 from warnpub.review import states
-from warnpub.storage.engine import Database, sqlite_path
+from warnpub.storage.engine import TURN_WAIT_S, Database, sqlite_path
 from warnpub.storage.tables import Delivery, WarningArea, WarningRecord, WarningReference
+from warnpub.storage.turns import WriteTurns
 
 log = logging.getLogger("warnpub.dispatch")
 PLANNABLE = (states.APPROVED, states.DISPATCHING)
@@ -141,7 +144,14 @@ async def plan(
     try:
         if path is not None:
             writer = loop.run_in_executor(
-                None, _write_sqlite, path, db.engine.dialect, warning_id, handoff, wake
+                None,
+                _write_sqlite,
+                path,
+                db.engine.dialect,
+                warning_id,
+                handoff,
+                wake,
+                db._write_turn(),
             )
             try:
                 written, stopped = await asyncio.shield(writer)
@@ -247,6 +257,7 @@ def _write_sqlite(
     warning_id: str,
     handoff: _Handoff,
     wake: Callable[[set[str]], None],
+    turns: WriteTurns | None = None,
 ) -> tuple[int, bool]:
     """Write the chunks on a thread with a connection of its own (SQLite).
 
@@ -254,7 +265,10 @@ def _write_sqlite(
     (BEGIN IMMEDIATE; one insert of the whole chunk that checks the warning's state itself;
     COMMIT), with no round trip through the event loop: with targeting busy on another thread,
     every return from the database waits for the interpreter lock, so the fewer the better.
-    Returns (rows, stopped by a cancel)."""
+    Each chunk waits for its turn among the process's writers (``turns``, on the event loop):
+    left to SQLite's busy handler, chunk after chunk kept the lock while the dispatcher's
+    writers slept between tries (one waited 0.76 s), and agencies' submissions behind them
+    (bench/load.py). Returns (rows, stopped by a cancel)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
     try:
         for pragma in SQLITE_PRAGMAS:
@@ -264,8 +278,9 @@ def _write_sqlite(
             sql, params = sqlite_chunk_insert(
                 dialect, rows, if_warning=warning_id, in_states=PLANNABLE
             )
-            conn.execute("BEGIN IMMEDIATE")
+            held = _turn_from_thread(handoff.loop, turns)
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 # Under the write lock, the insert checks the warning itself: a cancel or
                 # expiry either committed before this chunk, and nothing is inserted, or comes
                 # after it, and stops these rows.
@@ -279,6 +294,11 @@ def _write_sqlite(
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                if held:
+                    assert turns is not None
+                    with contextlib.suppress(RuntimeError):  # (the loop has closed)
+                        handoff.loop.call_soon_threadsafe(turns.release)
             written += len(rows)
             sendable = rows.queued_channels
             if sendable:
@@ -290,6 +310,20 @@ def _write_sqlite(
         return written, False
     finally:
         conn.close()
+
+
+def _turn_from_thread(loop: asyncio.AbstractEventLoop, turns: WriteTurns | None) -> bool:
+    """Wait for the write turn from a thread; True once it is this thread's (False: no turns,
+    or none came — one writer held it ``TURN_WAIT_S``, or the loop did not answer — and the
+    thread goes ahead to SQLite's busy handler, as every writer did before there were turns)."""
+    if turns is None:
+        return False
+    future = asyncio.run_coroutine_threadsafe(turns.acquire(stuck_s=TURN_WAIT_S), loop)
+    try:
+        return future.result(timeout=2 * TURN_WAIT_S)
+    except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+        future.cancel()  # (a turn handed over meanwhile is passed on: WriteTurns.acquire)
+        return False
 
 
 def _plannable_sync(conn: sqlite3.Connection, warning_id: str) -> bool:

@@ -99,9 +99,6 @@ class IntakeWriter:
     async def _drain(self) -> None:
         while self._queue:
             taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            if len(taken) == 1:
-                await self._alone(taken[0])
-                continue
             try:
                 results = await self._batch(taken)
             except Exception:
@@ -114,7 +111,7 @@ class IntakeWriter:
                 for waiting in taken:
                     await self._alone(waiting)
                 continue
-            self.batches += 1
+            self.batches += len(taken) > 1
             for waiting, result in zip(taken, results, strict=True):
                 if waiting.answer.done():
                     continue
@@ -144,7 +141,7 @@ class IntakeWriter:
         store, loop = self._store, asyncio.get_running_loop()
         # The process's writers take turns (storage.turns): wait like any of them.
         turn = self.db._write_turn()
-        acquired = turn is not None and await turn.acquire(stuck_s=TURN_WAIT_S)
+        acquired = turn is not None and await turn.acquire(first=True, stuck_s=TURN_WAIT_S)
         try:
             look, head = await loop.run_in_executor(store.thread, store.begin_and_read, taken)
             try:

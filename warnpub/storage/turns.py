@@ -1,6 +1,10 @@
 """The turns of one process's SQLite writers: one at a time, first come first served, and
 background work (inbound replies) when no other writer is waiting — or once it has waited
-``background_wait_s``, so that it is slowed down, never starved.
+``background_wait_s``, so that it is slowed down, never starved. An agency's submissions
+(``first``) go ahead of the queue: the writer that has them answers waiting agencies, while the
+dispatcher's records and the receipts only keep books on messages already sent. It never
+starves them: the intake writer takes everything queued in one turn and lets go, so at least
+one other writer has its turn between two of its own.
 
 SQLite has one write lock per database file. Waiting for it in SQLite's busy handler means
 sleeping up to 100 ms between tries, so under contention the lock sat idle while writers slept
@@ -26,11 +30,12 @@ BACKGROUND_WAIT_S = 0.25
 
 
 class WriteTurns:
-    """An asyncio lock with two queues; the turn is handed to the next waiter directly."""
+    """An asyncio lock with three queues; the turn is handed to the next waiter directly."""
 
     def __init__(self, background_wait_s: float = BACKGROUND_WAIT_S) -> None:
         self.background_wait_s = background_wait_s
         self._held = False
+        self._first: deque[asyncio.Future[None]] = deque()
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._background: deque[asyncio.Future[None]] = deque()
         self._since: dict[asyncio.Future[None], float] = {}  # when a background waiter came
@@ -41,15 +46,21 @@ class WriteTurns:
     def held(self) -> bool:
         return self._held
 
-    def waiting(self, *, background: bool = False) -> int:
-        return len(self._background if background else self._waiting)
+    def waiting(self, *, background: bool = False, first: bool = False) -> int:
+        return len(self._queue(background=background, first=first))
+
+    def _queue(self, *, background: bool, first: bool) -> deque[asyncio.Future[None]]:
+        return self._first if first else self._background if background else self._waiting
 
     def held_for(self) -> float:
         """Seconds the current holder has held the turn (0 when free)."""
         return time.monotonic() - self._held_since if self._held else 0.0
 
-    async def acquire(self, *, background: bool = False, stuck_s: float | None = None) -> bool:
-        """Wait for the turn; True once it is this caller's. With ``stuck_s``: False, without
+    async def acquire(
+        self, *, background: bool = False, first: bool = False, stuck_s: float | None = None
+    ) -> bool:
+        """Wait for the turn; True once it is this caller's (``first``: ahead of the other
+        writers waiting; ``background``: after them). With ``stuck_s``: False, without
         the turn, as soon as one holder has held it ``stuck_s`` seconds (the place in the queue
         is given up; the caller goes ahead on its own)."""
         if not self._held:
@@ -58,7 +69,7 @@ class WriteTurns:
             self._name_holder()
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._background if background else self._waiting
+        queue = self._queue(background=background, first=first)
         queue.append(future)
         if background:
             self._since[future] = time.monotonic()
@@ -94,11 +105,11 @@ class WriteTurns:
         self.holder = task.get_name() if task is not None else ""
 
     def release(self) -> None:
-        order = (self._waiting, self._background)
+        order = (self._first, self._waiting, self._background)
         if self._background and self._waiting:
             came = self._since.get(self._background[0])
             if came is not None and time.monotonic() - came >= self.background_wait_s:
-                order = (self._background, self._waiting)  # waited long enough: its turn
+                order = (self._first, self._background, self._waiting)  # waited long enough
         for queue in order:
             while queue:
                 future = queue.popleft()
