@@ -31,9 +31,10 @@ def test_settle_freezes_what_lives_and_raises_the_young_threshold(pristine):
     assert not any(id(o) in in_sight for o in kept)
 
 
-def test_after_a_plan_the_settled_heap_is_frozen_again(pristine):
+def test_a_plan_in_a_settled_process_keeps_the_heap_frozen(pristine):
     gc.unfreeze()
     gc_tuning.settle()
+    frozen = gc.get_freeze_count()
     with gc_tuning.bulk_allocation():
         assert gc.get_threshold() == gc_tuning.BULK_THRESHOLDS
         garbage = [[] for _ in range(100)]
@@ -41,8 +42,10 @@ def test_after_a_plan_the_settled_heap_is_frozen_again(pristine):
             a.append(b), b.append(a)  # cycles: only a collection frees them
         del garbage, a, b
     assert gc.get_threshold()[0] == gc_tuning.SETTLED_YOUNG
-    assert gc.get_freeze_count() > 0  # frozen again, not left to full collections
-    assert gc.collect() == 0  # the cycles were collected before freezing, not frozen with it
+    # Not unfrozen (a full collection of everything would follow), and nothing more frozen:
+    # the plan's garbage is collected as usual.
+    assert abs(gc.get_freeze_count() - frozen) < 100
+    assert gc.collect() >= 100
 
 
 def test_a_plan_outside_a_settled_process_leaves_nothing_frozen(pristine):
