@@ -215,6 +215,7 @@ class MqttSpeaker:
         self._client: aiomqtt.Client | None = None
         self._lost: asyncio.Future[None] | None = None  # resolved when this connection ends
         self._last_error = "not connected yet"
+        self._begun = 0  # connection attempts begun
         self._attempts = 0  # connection attempts finished (failed or ended)
         self._changed = asyncio.Event()  # replaced after each change of connection state
         self._kick = asyncio.Event()  # connect now, without waiting out the backoff
@@ -222,6 +223,7 @@ class MqttSpeaker:
         self._waiters: dict[str, list[asyncio.Future[Ack]]] = {}
         self._receipts: asyncio.Queue[Receipt] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False  # close() has begun: the connection loop connects no more
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -247,6 +249,7 @@ class MqttSpeaker:
         for task in self._tasks:  # one loop ended unexpectedly: restart both
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._closing = False
         if self.synthesiser is not None and not self.synthesiser.available:
             log.info("speaker %s: espeak-ng is not installed; groups get the text only", self.name)
         self._tasks = [
@@ -260,8 +263,13 @@ class MqttSpeaker:
             return
         connection, pump = self._tasks
         self._tasks = []
-        connection.cancel()
-        await asyncio.gather(connection, return_exceptions=True)
+        self._closing = True
+        # Cancelled while the client tears a connection down, aiomqtt may swallow the
+        # cancellation (seen once: the loop connected again and close() waited for ever), so
+        # the loop also stops at its next turn, and is cancelled again until it has ended.
+        while not connection.done():
+            connection.cancel()
+            await asyncio.wait({connection}, timeout=1.0)
         try:
             await asyncio.wait_for(self._receipts.join(), timeout=CLOSE_FLUSH_S)
         except TimeoutError:
@@ -418,10 +426,12 @@ class MqttSpeaker:
 
     async def _connection(self) -> tuple[aiomqtt.Client | None, asyncio.Future[None] | None]:
         """The live connection; when there is none, the outcome of one connection attempt
-        (started at once, not after the backoff) within ``connect_timeout_s``."""
+        begun after this call (at once, not after the backoff) within ``connect_timeout_s``.
+        (An attempt already under way may have begun before the broker came back: its refusal
+        is not the answer.)"""
         if self._client is not None:
             return self._client, self._lost
-        target = self._attempts + 1
+        target = self._begun + 1
         self._kick.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.connect_timeout_s + 1.0
@@ -460,8 +470,9 @@ class MqttSpeaker:
     async def _connection_loop(self) -> None:
         cfg = self.config
         backoff = RECONNECT_MIN_S
-        while True:
+        while not self._closing:
             self._kick.clear()
+            self._begun += 1
             client = self._new_client()
             try:
                 async with client:
