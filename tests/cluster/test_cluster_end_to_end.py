@@ -384,10 +384,16 @@ async def test_two_api_three_workers_50k_kill_and_term(schema, pg, tmp_path: Pat
                     )
                 )
 
+            # The gateway answers slowly for a moment, so that rows seen held are still held
+            # when the signal lands (at 20 ms a batch could be recorded in between).
+            async with http.post(f"{sim}/control", json={"latency_ms": 1500}) as r:
+                assert r.status == 200, await r.text()
             await wait_until(held, "worker-1 holds claimed rows", 30, procs, 0.01)
             procs.signal("worker-1", signal.SIGKILL)
             assert await procs.wait("worker-1", 10) == -signal.SIGKILL
             orphaned = await held()  # left to their lease: the sweeper of another worker
+            async with http.post(f"{sim}/control", json={"latency_ms": LATENCY_MS}) as r:
+                assert r.status == 200, await r.text()
             at_kill = int((await sim_stats(http, sim))["accepted"])
             timeline["sigkill"] = {"accepted": at_kill, "rows_it_held": orphaned}
             await probe()
