@@ -51,9 +51,11 @@ def agency_for(database: str, credential: str | None) -> Agency | None:
     if found is None:
         return None
     assert credential is not None
-    if found.until <= _now() or not key_matches(credential, found.key_hash):
+    if found.until <= _now():
         _keys.pop((database, prefix), None)
         return None
+    if not key_matches(credential, found.key_hash):
+        return None  # looked up (and refused); the key it resembles stays remembered
     return _copy(found.agency)
 
 
