@@ -385,9 +385,11 @@ async def test_two_api_three_workers_50k_kill_and_term(schema, pg, tmp_path: Pat
                 )
 
             # The gateway answers slowly for a moment, so that rows seen held are still held
-            # when the signal lands (at 20 ms a batch could be recorded in between).
+            # when the signal lands (at 20 ms a batch could be recorded in between). Requests
+            # begun before the change are answered fast: they are recorded first.
             async with http.post(f"{sim}/control", json={"latency_ms": 1500}) as r:
                 assert r.status == 200, await r.text()
+            await asyncio.sleep(0.5)
             await wait_until(held, "worker-1 holds claimed rows", 30, procs, 0.01)
             procs.signal("worker-1", signal.SIGKILL)
             assert await procs.wait("worker-1", 10) == -signal.SIGKILL
