@@ -127,21 +127,27 @@ async def _redact_column(
     return changed
 
 
-async def _cancel_unsent(session: AsyncSession, rows: Any, now: datetime) -> int:
-    """Cancel the deliveries of ``rows`` not yet handed to a channel; how many."""
+async def _update(session: AsyncSession, table: Any, *where: Any, **values: Any) -> int:
+    """``UPDATE table SET values WHERE where…``; rows changed."""
     result = await session.execute(
-        update(Delivery)
-        .where(rows, Delivery.state.in_(UNSENT))
-        .values(
-            state="cancelled",
-            final_at=now,
-            lease_owner=None,
-            lease_until=None,
-            last_error=CANCELLED_ERROR,
-        )
-        .execution_options(synchronize_session=False)
+        update(table).where(*where).values(**values).execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)
+
+
+async def _cancel_unsent(session: AsyncSession, rows: Any, now: datetime) -> int:
+    """Cancel the deliveries of ``rows`` not yet handed to a channel; how many."""
+    return await _update(
+        session,
+        Delivery,
+        rows,
+        Delivery.state.in_(UNSENT),
+        state="cancelled",
+        final_at=now,
+        lease_owner=None,
+        lease_until=None,
+        last_error=CANCELLED_ERROR,
+    )
 
 
 async def forget_person(session: AsyncSession, person_id: int, *, actor: str) -> Forgotten:
@@ -177,72 +183,66 @@ async def forget_person(session: AsyncSession, person_id: int, *, actor: str) ->
     for delivery_id, error in errors:
         cleaned = mask(_scrub(error, needles))
         if cleaned != error:
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id)
-                .values(last_error=cleaned[:500])
-                .execution_options(synchronize_session=False)
-            )
-    result = await session.execute(
-        update(Delivery)
-        .where(mine)
-        .values(target_id=gone, route=f"{FORGOTTEN_ROUTE}{int(person.needs or 0)}")
-        .execution_options(synchronize_session=False)
+            await _update(session, Delivery, Delivery.id == delivery_id, last_error=cleaned[:500])
+    count(
+        "deliveries",
+        await _update(
+            session,
+            Delivery,
+            mine,
+            target_id=gone,
+            route=f"{FORGOTTEN_ROUTE}{int(person.needs or 0)}",
+        ),
     )
-    count("deliveries", result.rowcount)
 
     # Acknowledgements they gave, or reported for others as their village contact.
-    result = await session.execute(
-        update(Acknowledgement)
-        .where(Acknowledgement.target_kind == "person", Acknowledgement.target_id == person_id)
-        .values(target_id=gone)
-        .execution_options(synchronize_session=False)
+    count(
+        "acknowledgements",
+        await _update(
+            session,
+            Acknowledgement,
+            Acknowledgement.target_kind == "person",
+            Acknowledgement.target_id == person_id,
+            target_id=gone,
+        ),
     )
-    count("acknowledgements", result.rowcount)
-    result = await session.execute(
-        update(Acknowledgement)
-        .where(Acknowledgement.reported_by == person_id)
-        .values(reported_by=gone)
-        .execution_options(synchronize_session=False)
+    count(
+        "acknowledgements",
+        await _update(
+            session, Acknowledgement, Acknowledgement.reported_by == person_id, reported_by=gone
+        ),
     )
-    count("acknowledgements", result.rowcount)
 
     # Escalation ladders: nobody is left to escalate about.
-    result = await session.execute(
-        update(LadderState)
-        .where(LadderState.person_id == person_id, LadderState.state == "waiting")
-        .values(state="stopped", updated_at=now)
-        .execution_options(synchronize_session=False)
+    await _update(
+        session,
+        LadderState,
+        LadderState.person_id == person_id,
+        LadderState.state == "waiting",
+        state="stopped",
+        updated_at=now,
     )
-    result = await session.execute(
-        update(LadderState)
-        .where(LadderState.person_id == person_id)
-        .values(person_id=gone)
-        .execution_options(synchronize_session=False)
+    count(
+        "ladder_states",
+        await _update(session, LadderState, LadderState.person_id == person_id, person_id=gone),
     )
-    count("ladder_states", result.rowcount)
 
     # Visit tasks: for them (closed while open), or theirs to make as a village contact.
-    await session.execute(
-        update(VisitTask)
-        .where(VisitTask.person_id == person_id, VisitTask.state == "open")
-        .values(state="closed")
-        .execution_options(synchronize_session=False)
+    await _update(
+        session,
+        VisitTask,
+        VisitTask.person_id == person_id,
+        VisitTask.state == "open",
+        state="closed",
     )
-    result = await session.execute(
-        update(VisitTask)
-        .where(VisitTask.person_id == person_id)
-        .values(person_id=gone)
-        .execution_options(synchronize_session=False)
+    count(
+        "visit_tasks",
+        await _update(session, VisitTask, VisitTask.person_id == person_id, person_id=gone),
     )
-    count("visit_tasks", result.rowcount)
-    result = await session.execute(
-        update(VisitTask)
-        .where(VisitTask.contact_id == person_id)
-        .values(contact_id=gone)
-        .execution_options(synchronize_session=False)
+    count(
+        "visit_tasks",
+        await _update(session, VisitTask, VisitTask.contact_id == person_id, contact_id=gone),
     )
-    count("visit_tasks", result.rowcount)
 
     # Notices to them: unsent ones cancelled, the address cleared.
     addresses = [a for a in (person.phone, person.email) if a]
@@ -255,12 +255,7 @@ async def forget_person(session: AsyncSession, person_id: int, *, actor: str) ->
         theirs = and_(Delivery.target_kind == "notice", Delivery.target_id.in_(notice_ids))
         count("deliveries_cancelled", await _cancel_unsent(session, theirs, now))
         await _redact_column(session, Delivery.last_error, needles, theirs)
-        await session.execute(
-            update(Notice)
-            .where(Notice.id.in_(notice_ids))
-            .values(address="", person_id=None)
-            .execution_options(synchronize_session=False)
-        )
+        await _update(session, Notice, Notice.id.in_(notice_ids), address="", person_id=None)
     count("notices", len(notice_ids))
 
     # Free text elsewhere that quotes them.
@@ -291,13 +286,16 @@ async def forget_person(session: AsyncSession, person_id: int, *, actor: str) ->
     count("texts_redacted", redacted)
 
     # The person, last.
-    result = await session.execute(
-        update(Person)
-        .where(Person.relay_contact_id == person_id)
-        .values(relay_contact_id=None, updated_at=now)
-        .execution_options(synchronize_session=False)
+    count(
+        "people_unlinked",
+        await _update(
+            session,
+            Person,
+            Person.relay_contact_id == person_id,
+            relay_contact_id=None,
+            updated_at=now,
+        ),
     )
-    count("people_unlinked", result.rowcount)
     await session.execute(
         delete(Person).where(Person.id == person_id).execution_options(synchronize_session=False)
     )

@@ -53,10 +53,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from common import add_weather_bureau, city_alert
+from common import add_duty_operator, add_weather_bureau, yellow_rainstorm
 from processes import Processes, free_port, sim_config, wait_http
 
-from warnpub.auth import operators
 from warnpub.config import load_settings
 from warnpub.dispatch.outbox import INSERT_COLUMNS
 from warnpub.storage.engine import Database
@@ -120,27 +119,12 @@ class County:
         settings = load_settings(environ=env)
         async with self.db.session() as s:
             self.qx_key = await add_weather_bureau(s, settings)
-            op = await operators.add_operator(
-                s,
-                username="duty1",
-                display_name="duty1",
-                role="operator",
-                password="bench password 1",
-                actor="bench",
-            )
-            self.token = await operators.issue_operator_token(s, op, 24 * 60, "bench")
+            self.token = await add_duty_operator(s, 24 * 60)
 
     async def release(self, name: str) -> tuple[str, float]:
         """Submit a city-wide yellow warning and approve it; (its id, monotonic time of the
         approval's answer)."""
-        alert = city_alert(
-            f"bench-cluster-{name}-{time.time_ns()}",
-            severity="Moderate",
-            headline="溧阳市气象台发布暴雨黄色预警",
-            description="预计未来6小时内我市将出现50毫米以上降水，局地伴有雷电和短时大风。",
-            instruction="减少外出，远离河道和低洼地带。",
-            hours=24,
-        )
+        alert = yellow_rainstorm(f"bench-cluster-{name}-{time.time_ns()}")
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 f"{self.api}/api/v1/warnings",

@@ -1,4 +1,5 @@
-"""What the benchmarks share: the generated population, a city-wide warning, agency QX.
+"""What the benchmarks share: the generated population, a city-wide warning, agency QX, the
+operator on duty.
 
 Run from the checkout (``python bench/<name>.py``): this directory is then on ``sys.path``.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from warnpub.auth import agencies
+from warnpub.auth import agencies, operators
 from warnpub.clock import utcnow
 from warnpub.config import Settings
 
@@ -73,6 +74,31 @@ def city_alert(
             }
         ],
     }
+
+
+def yellow_rainstorm(identifier: str, *, hours: float = 24) -> dict[str, Any]:
+    """The city-wide yellow rainstorm warning the benchmarks send."""
+    return city_alert(
+        identifier,
+        severity="Moderate",
+        headline="溧阳市气象台发布暴雨黄色预警",
+        description="预计未来6小时内我市将出现50毫米以上降水，局地伴有雷电和短时大风。",
+        instruction="减少外出，远离河道和低洼地带。",
+        hours=hours,
+    )
+
+
+async def add_duty_operator(session: AsyncSession, minutes: int) -> str:
+    """Operator duty1; a bearer token of theirs valid ``minutes``."""
+    op = await operators.add_operator(
+        session,
+        username="duty1",
+        display_name="duty1",
+        role="operator",
+        password="bench password 1",
+        actor="bench",
+    )
+    return await operators.issue_operator_token(session, op, minutes, "bench")
 
 
 async def add_weather_bureau(session: AsyncSession, settings: Settings) -> str:

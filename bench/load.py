@@ -511,9 +511,13 @@ class SimCounter:
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from common import add_weather_bureau, city_alert, generate  # bench/ is on sys.path
+    from common import (  # bench/ is on sys.path
+        add_duty_operator,
+        add_weather_bureau,
+        generate,
+        yellow_rainstorm,
+    )
 
-    from warnpub.auth import operators
     from warnpub.config import load_settings
 
     db_path = work / "load.db"
@@ -540,15 +544,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         async with db.session() as s:
             qx_key = await add_weather_bureau(s, settings)
-            op = await operators.add_operator(
-                s,
-                username="duty1",
-                display_name="duty1",
-                role="operator",
-                password="bench password 1",
-                actor="bench",
-            )
-            token = await operators.issue_operator_token(s, op, 24 * 60, "bench")
+            token = await add_duty_operator(s, 24 * 60)
             specs = await make_agencies(s, settings, args.agencies, xml_share=args.xml_share)
             people = int((await s.execute(select(func.count()).select_from(Person))).scalar_one())
     finally:
@@ -575,14 +571,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"engine pid {procs.pid('engine')} at {api}; gateway-sim pid {procs.pid('gateway-sim')}"
         )
         counter = SimCounter(sim_url)
-        alert = city_alert(
-            f"bench-load-{time.time_ns()}",
-            severity="Moderate",
-            headline="溧阳市气象台发布暴雨黄色预警",
-            description="预计未来6小时内我市将出现50毫米以上降水，局地伴有雷电和短时大风。",
-            instruction="减少外出，远离河道和低洼地带。",
-            hours=24,
-        )
+        alert = yellow_rainstorm(f"bench-load-{time.time_ns()}")
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 f"{api}/api/v1/warnings", json=alert, headers={"Authorization": f"Bearer {qx_key}"}

@@ -49,11 +49,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
-from common import add_weather_bureau, city_alert
+from common import add_duty_operator, add_weather_bureau, yellow_rainstorm
 from sqlalchemy import func, select
 
 from warnpub.api.app import create_app
-from warnpub.auth import operators
 from warnpub.channels.registry import build_channels
 from warnpub.config import Settings, load_settings
 from warnpub.dispatch.addresses import addresses
@@ -154,29 +153,14 @@ def bench_settings(url: str, sim_url: str, *, batch: bool, concurrency: int) -> 
 
 
 def alert(hours: int = 24 * 30) -> dict[str, Any]:
-    return city_alert(
-        f"bench-throughput-{time.time_ns()}",
-        severity="Moderate",
-        headline="溧阳市气象台发布暴雨黄色预警",
-        description="预计未来6小时内我市将出现50毫米以上降水，局地伴有雷电和短时大风。",
-        instruction="减少外出，远离河道和低洼地带。",
-        hours=hours,
-    )
+    return yellow_rainstorm(f"bench-throughput-{time.time_ns()}", hours=hours)
 
 
 async def approved_warning(db: Database, settings: Settings) -> str:
     """An agency submits a city-wide yellow warning over the API; an operator approves it."""
     async with db.session() as s:
         qx_key = await add_weather_bureau(s, settings)
-        op = await operators.add_operator(
-            s,
-            username="duty1",
-            display_name="duty1",
-            role="operator",
-            password="bench password 1",
-            actor="bench",
-        )
-        token = await operators.issue_operator_token(s, op, 60, "bench")
+        token = await add_duty_operator(s, 60)
     client = TestClient(TestServer(create_app(settings, db, run_timers=False), host="127.0.0.1"))
     await client.start_server()
     try:

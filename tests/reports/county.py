@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from tests.factories import World, seed
 from warnpub.audiences.tables import Area, Device, Person
 from warnpub.config import Settings
+from warnpub.lastkm.tables import VisitTask
 from warnpub.storage.engine import Database
 from warnpub.storage.tables import Agency, Delivery, WarningRecord
 
@@ -161,3 +162,25 @@ async def build(
             ]
         )  # fmt: skip
     return county
+
+
+async def add_visit(session: Any, county: County) -> None:
+    """P3 (视障三, visually impaired) on her village contact P5's visit list, linked to her
+    relay delivery (the privacy and forget tests)."""
+    p3 = county.people["P3"]
+    relay = (
+        await session.execute(
+            select(Delivery.id).where(Delivery.target_id == p3, Delivery.channel == "relay")
+        )
+    ).scalar_one()
+    session.add(
+        VisitTask(
+            warning_id=county.warning_id,
+            person_id=p3,
+            contact_id=county.people["P5"],
+            number=1,
+            area_code=V2,
+            needs=4,
+            delivery_id=relay,
+        )
+    )

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
 import warnpub.storage.tables  # noqa: F401  (every table on the metadata)
-from tests.reports.county import P3_PHONE, V2, County, build, m
+from tests.reports.county import P3_PHONE, V2, County, add_visit, build, m
 from warnpub.audiences import forget as forget_module
 from warnpub.audiences.forget import forget_person
 from warnpub.audiences.tables import Person
@@ -35,11 +35,7 @@ async def traces(db: Database, settings) -> County:
     county = await build(db, settings, status="Exercise")
     p3, p5 = county.people["P3"], county.people["P5"]
     async with db.session() as s:
-        relay = (
-            await s.execute(
-                select(Delivery.id).where(Delivery.target_id == p3, Delivery.channel == "relay")
-            )
-        ).scalar_one()
+        await add_visit(s, county)
         s.add(
             Acknowledgement(
                 warning_id=county.warning_id,
@@ -51,17 +47,6 @@ async def traces(db: Database, settings) -> County:
             )
         )
         s.add(LadderState(warning_id=county.warning_id, person_id=p3, next_at=m(40)))
-        s.add(
-            VisitTask(
-                warning_id=county.warning_id,
-                person_id=p3,
-                contact_id=p5,
-                number=1,
-                area_code=V2,
-                needs=4,
-                delivery_id=relay,
-            )
-        )
         # A visit list to the contact that names her; an answer to her own reply (unsent).
         s.add(
             Notice(

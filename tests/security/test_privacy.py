@@ -19,16 +19,15 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, update
 
-from tests.reports.county import P3_PHONE, V2, County, build
+from tests.reports.county import P3_PHONE, County, add_visit, build
 from warnpub.audiences.tables import Person
 from warnpub.audit.log import append, verify
 from warnpub.cli.main import main
 from warnpub.drills.run import report_text
-from warnpub.lastkm.tables import VisitTask
 from warnpub.logs import JsonFormatter, MaskingTextFormatter
 from warnpub.reports import build_report
 from warnpub.storage.engine import Database
-from warnpub.storage.tables import AuditEntry, Delivery
+from warnpub.storage.tables import AuditEntry
 
 HOSTILE = "<script>alert(1)</script>"
 FULL_NAMES = ("视障三", "联络员五")
@@ -37,24 +36,8 @@ P5_PHONE = "+8613900000005"
 
 async def county_with_visits(db: Database, settings) -> County:
     county = await build(db, settings, status="Exercise")
-    p3, p5 = county.people["P3"], county.people["P5"]
     async with db.session() as s:
-        relay = (
-            await s.execute(
-                select(Delivery.id).where(Delivery.target_id == p3, Delivery.channel == "relay")
-            )
-        ).scalar_one()
-        s.add(
-            VisitTask(
-                warning_id=county.warning_id,
-                person_id=p3,
-                contact_id=p5,
-                number=1,
-                area_code=V2,
-                needs=4,
-                delivery_id=relay,
-            )
-        )
+        await add_visit(s, county)
         await s.execute(update(Person).where(Person.id == county.people["P7"]).values(name=HOSTILE))
     return county
 
